@@ -1,0 +1,5 @@
+// Package budget is the one budget core for LLM calls and MCP tool calls: reservations
+// made atomically before a call and settled after it, budgets on keys, users, teams, team
+// members, orgs, end users and tags, periodic resets, rate and parallel limits, and the
+// batched spend log.
+package budget

@@ -1,0 +1,1 @@
+-- 0001_core: MCP servers, audit log, settings. Written by the store work.

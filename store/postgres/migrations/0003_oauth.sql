@@ -1,0 +1,1 @@
+-- 0003_oauth: the gateway's OAuth clients, codes, tokens and upstream tokens.

@@ -1,0 +1,146 @@
+// Package postgres implements store.Store on PostgreSQL through a pgx/v5 connection pool.
+// Several gateway processes may share one database: migrations take an advisory lock, and
+// every invariant (unique names, budget reservations) is enforced by the database itself.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the pg_advisory_lock key that serializes migrations across replicas.
+const migrationLock = 0x746f6f6c67617465 // "toolgate"
+
+// DB is a store.Store backed by PostgreSQL. Create it with New, then Open it.
+type DB struct {
+	cfg  *pgxpool.Config
+	pool *pgxpool.Pool
+
+	// Now returns the current time. If nil, time.Now is used. Tests replace it.
+	Now func() time.Time
+}
+
+// New parses a postgres:// or postgresql:// URL. It does no I/O.
+func New(url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	return &DB{cfg: cfg}, nil
+}
+
+// NewWithConfig is New for a caller that built the pool config itself (tests set a
+// search_path per test this way).
+func NewWithConfig(cfg *pgxpool.Config) *DB { return &DB{cfg: cfg} }
+
+func (db *DB) now() time.Time {
+	if db.Now != nil {
+		return db.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Open connects and applies pending migrations.
+func (db *DB) Open(ctx context.Context) error {
+	pool, err := pgxpool.NewWithConfig(ctx, db.cfg)
+	if err != nil {
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	db.pool = pool
+	if err := db.Migrate(ctx); err != nil {
+		pool.Close()
+		db.pool = nil
+		return err
+	}
+	return nil
+}
+
+// Migrate applies the embedded migrations that have not run yet, each in its own
+// transaction, under an advisory lock so concurrent replicas do not race.
+func (db *DB) Migrate(ctx context.Context) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
+		return fmt.Errorf("lock migrations: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version TEXT PRIMARY KEY,
+		applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := migrateOne(ctx, conn.Conn(), version, string(body), db.now()); err != nil {
+			return fmt.Errorf("migration %s: %w", version, err)
+		}
+	}
+	return nil
+}
+
+func migrateOne(ctx context.Context, conn *pgx.Conn, version, body string, now time.Time) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, body); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, now); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if db.pool == nil {
+		return errors.New("postgres: not open")
+	}
+	return db.pool.Ping(ctx)
+}
+
+// Close closes the pool.
+func (db *DB) Close() error {
+	if db.pool != nil {
+		db.pool.Close()
+	}
+	return nil
+}

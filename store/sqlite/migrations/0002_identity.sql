@@ -1,0 +1,1 @@
+-- 0002_identity: keys, users, teams, members, orgs, toolsets, budgets, spend logs, models.

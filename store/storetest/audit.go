@@ -1,0 +1,7 @@
+package storetest
+
+import "testing"
+
+func testAudit(t *testing.T, newStore NewStore) {
+	t.Skip("not written yet")
+}
