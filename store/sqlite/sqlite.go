@@ -53,7 +53,7 @@ func (db *DB) Open(ctx context.Context) error {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + db.path + "?" + q.Encode()
+	var dsn string
 	if db.path == ":memory:" {
 		// One shared connection, or every connection would see its own empty database.
 		dsn = "file::memory:?" + q.Encode()
