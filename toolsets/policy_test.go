@@ -92,7 +92,10 @@ func TestDecide(t *testing.T) {
 		{"unknown toolset grants nothing", caller(permGhost, nil, nil), srvA, "t1", false, LevelKey},
 		{"unknown toolset still narrows", caller(permA, permGhost, nil), srvA, "t1", false, LevelTeam},
 		// requested toolset (x-mcp-toolset-id)
-		{"requested toolset narrows", with(caller(permAll, nil, nil), func(c *Caller) { c.Key.Permission = op(func(p *store.ObjectPermission) { p.MCPServers = []string{"id-a"}; p.MCPToolsets = []string{"ts-a2"} }); c.Toolset = "ts-a2" }), srvA, "t1", false, RuleToolset},
+		{"requested toolset narrows", with(caller(permAll, nil, nil), func(c *Caller) {
+			c.Key.Permission = op(func(p *store.ObjectPermission) { p.MCPServers = []string{"id-a"}; p.MCPToolsets = []string{"ts-a2"} })
+			c.Toolset = "ts-a2"
+		}), srvA, "t1", false, RuleToolset},
 		{"requested toolset allows its tool", with(caller(permTSA2, nil, nil), func(c *Caller) { c.Toolset = "ts-a2" }), srvA, "t2", true, ""},
 		{"requested toolset never widens", with(caller(permTSA2, permB, nil), func(c *Caller) { c.Toolset = "ts-a2" }), srvA, "t2", false, LevelTeam},
 		{"requested toolset by name", with(caller(permTSA2, nil, nil), func(c *Caller) { c.Toolset = "alpha-two" }), srvA, "t2", true, ""},
