@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toolgate/toolgate/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -145,3 +146,5 @@ func (db *DB) Close() error {
 	}
 	return db.db.Close()
 }
+
+var _ store.Store = (*DB)(nil)
