@@ -141,4 +141,3 @@ func (s *Server) handle(h func(w http.ResponseWriter, r *http.Request) error) ht
 		}
 	}
 }
-

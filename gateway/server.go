@@ -2,13 +2,21 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/toolgate/toolgate/gateway/federation"
+	"github.com/toolgate/toolgate/gateway/upstream"
 	"github.com/toolgate/toolgate/internal/seal"
 	"github.com/toolgate/toolgate/store"
 )
@@ -33,13 +41,13 @@ type Config struct {
 	MasterKeyOut io.Writer
 
 	// SaltKey seals upstream credentials at rest (TOOLGATE_SALT_KEY). If empty, the key is
-	// derived from the master key; then changing the master key makes sealed credentials
-	// unreadable.
+	// derived from MasterKey; if that is empty too, credentials cannot be stored and
+	// requests carrying them get 400.
 	SaltKey string
 
 	// MCPServers are upstream servers from the config file. They are merged with the
-	// database's servers, are read-only through the API, and their Credentials field holds
-	// plain (unsealed) JSON. If nil, there are none.
+	// database's servers (a config server wins a name clash), are read-only through the
+	// API, and their Credentials field holds plain (unsealed) JSON. If nil, there are none.
 	MCPServers []*store.MCPServer
 
 	// AllowPrivateUpstreams lets registered upstream URLs point at link-local and cloud
@@ -50,7 +58,7 @@ type Config struct {
 	MaxBodyBytes int64
 
 	// KeyCacheTTL is how long a looked-up virtual key is trusted before it is read again.
-	// If zero, 5 seconds. Updates made through this process invalidate at once.
+	// If zero, 5 seconds. Changes made through this process invalidate at once.
 	KeyCacheTTL time.Duration
 
 	// MetricsPublic serves /metrics without authentication
@@ -58,12 +66,17 @@ type Config struct {
 	// an admin credential.
 	MetricsPublic bool
 
-	// HTTPClient is used for upstream MCP connections. If nil, a client with sane timeouts.
+	// HTTPClient is used for upstream MCP connections. If nil, the upstream pool's default.
 	HTTPClient *http.Client
-	// CallTimeout bounds one upstream tool call. If zero, 60 seconds.
+	// CallTimeout bounds one upstream tool call. If zero, the pool's default (60s).
 	CallTimeout time.Duration
-	// ListTimeout bounds one upstream list call. If zero, 10 seconds.
+	// ListTimeout bounds one upstream list call. If zero, the pool's default (5s).
 	ListTimeout time.Duration
+	// CacheTTL is how long federated lists are served before a background refresh. If
+	// zero, federation's default.
+	CacheTTL time.Duration
+	// SessionIdleTTL expires idle MCP sessions (2025-era clients). If zero, federation's default.
+	SessionIdleTTL time.Duration
 	// AllowedOrigins are the browser origins accepted on the MCP endpoints besides the
 	// gateway's own. If nil, only same-origin and non-browser callers.
 	AllowedOrigins []string
@@ -77,16 +90,32 @@ type Config struct {
 
 // Server is toolgate's HTTP surface. Create it with New, call Start, serve Handler, then Close.
 type Server struct {
-	cfg   Config
-	store store.Store
-	log   *slog.Logger
-	now   func() time.Time
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	keys    *expirable.LRU[string, *Principal] // admission cache by key hash
 
 	handler http.Handler
+	pool    *upstream.Pool
+	fed     *federation.Federation
+
+	// Set by the route functions of other work (identity, oauth, llm) during New.
+	rules      []routeRule                        // route classification; see addRouteRule
+	tokenAuth  []TokenAuthenticator               // see addTokenAuthenticator
+	challenge  func(r *http.Request) string       // WWW-Authenticate value for 401s on MCP routes
+	authorizer federation.Authorizer              // tool-level permissions; nil allows all
+	toolHook   federation.CallHook                // budgets around tool calls; nil none
+	onReload   []func(servers []*store.MCPServer) // told the merged registry after each change
+
+	reloadMu sync.Mutex // serializes registry rebuilds
+	reg      atomic.Pointer[registry]
 
 	mu         sync.Mutex
-	box        *seal.Box // set by Start
+	box        *seal.Box // nil when no salt or master key is configured
 	masterHash []byte    // SHA-256 of the master key; set by Start
+	started    bool
 	closed     bool
 }
 
@@ -95,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("gateway: Config.Store is required")
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, metrics: newMetrics()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -111,42 +140,221 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.Version == "" {
 		s.cfg.Version = "dev"
 	}
+	if s.cfg.MasterKeyOut == nil {
+		s.cfg.MasterKeyOut = os.Stderr
+	}
+	if cfg.MasterKey != "" {
+		sum := sha256.Sum256([]byte(cfg.MasterKey))
+		s.masterHash = sum[:]
+	}
+	if secret := cfg.SaltKey; secret != "" || cfg.MasterKey != "" {
+		if secret == "" {
+			secret = cfg.MasterKey
+		}
+		box, err := seal.New(secret)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		s.box = box
+	}
+	for _, srv := range cfg.MCPServers {
+		if err := validateConfigServer(srv, cfg.AllowPrivateUpstreams); err != nil {
+			return nil, fmt.Errorf("gateway: config mcp_servers: %w", err)
+		}
+	}
+	s.keys = expirable.NewLRU[string, *Principal](10000, nil, s.cfg.KeyCacheTTL)
+	s.rules = append(s.rules, builtinRules...)
+	s.reg.Store(&registry{})
+
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.identityRoutes(mux)
 	s.oauthRoutes(mux)
 	s.llmRoutes(mux)
+
+	s.pool = upstream.New(upstream.Config{
+		Logger:        s.log.With("component", "upstream"),
+		HTTPClient:    cfg.HTTPClient,
+		CallTimeout:   cfg.CallTimeout,
+		ListTimeout:   cfg.ListTimeout,
+		OnListChanged: s.listChanged,
+		OnHealth:      s.upstreamHealth,
+	})
+	fed, err := federation.New(federation.Config{
+		Upstreams:      s.pool,
+		Logger:         s.log.With("component", "federation"),
+		Authorizer:     authorizer{s},
+		CallHook:       &callHook{m: s.metrics, next: func() federation.CallHook { return s.toolHook }},
+		Principal:      func(ctx context.Context) string { return PrincipalFrom(ctx).subject() },
+		ListTimeout:    cfg.ListTimeout,
+		CacheTTL:       cfg.CacheTTL,
+		SessionIdleTTL: cfg.SessionIdleTTL,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxBodyBytes:   s.cfg.MaxBodyBytes,
+		Name:           "toolgate",
+		Version:        s.cfg.Version,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	s.fed = fed
 	s.handler = s.middleware(mux)
 	return s, nil
 }
 
-// Start loads or creates the master key and prepares the sealing key. It must be called
-// once before Handler serves requests.
+// Start loads or creates the master key, loads the registered servers and connects to
+// them. It must be called once before Handler serves requests.
 func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started || s.closed {
+		s.mu.Unlock()
+		return errors.New("gateway: Start called twice or after Close")
+	}
+	s.started = true
+	s.mu.Unlock()
+	if err := s.loadMasterKey(ctx); err != nil {
+		return err
+	}
+	if s.box == nil {
+		s.log.Warn("no TOOLGATE_SALT_KEY and no configured master key: upstream credentials cannot be stored (set either to enable them)")
+	}
+	if err := s.reload(ctx); err != nil {
+		return fmt.Errorf("gateway: load mcp servers: %w", err)
+	}
+	for _, srv := range s.reg.Load().servers {
+		if srv.AllowKeyless {
+			s.log.Warn("KEYLESS ACCESS ENABLED: anyone who can reach this gateway may use this server's tools without a key",
+				"server", srv.Name, "routes", []string{"/mcp/" + srv.Name, "/" + srv.Name + "/mcp"})
+		}
+	}
+	return nil
+}
+
+// loadMasterKey sets masterHash from the config, the settings, or a new generated key.
+func (s *Server) loadMasterKey(ctx context.Context) error {
+	if s.cfg.MasterKey != "" {
+		return nil
+	}
+	h, err := s.store.Setting(ctx, settingMasterKeyHash)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("gateway: read master key hash: %w", err)
+	}
+	if err != nil {
+		key := newMasterKey()
+		stored, err := s.store.SetSettingIfAbsent(ctx, settingMasterKeyHash, hashKey(key))
+		if err != nil {
+			return fmt.Errorf("gateway: store master key hash: %w", err)
+		}
+		if stored {
+			fmt.Fprintf(s.cfg.MasterKeyOut, "\ntoolgate: generated a master key (shown once; only its hash is stored):\n\n    %s\n\n"+
+				"Set TOOLGATE_MASTER_KEY to it to keep using it and to seal upstream credentials.\n\n", key)
+		}
+		if h, err = s.store.Setting(ctx, settingMasterKeyHash); err != nil {
+			return fmt.Errorf("gateway: read master key hash: %w", err)
+		}
+	}
+	sum, err := decodeHash(h)
+	if err != nil {
+		return fmt.Errorf("gateway: setting %s: %w", settingMasterKeyHash, err)
+	}
+	s.mu.Lock()
+	s.masterHash = sum
+	s.mu.Unlock()
 	return nil
 }
 
 // Handler returns the HTTP handler for every route.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close releases upstream connections. It does not close the Store.
+// Close closes MCP sessions and upstream connections. It does not close the Store.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
-	return nil
+	s.mu.Unlock()
+	return errors.Join(s.fed.Close(), s.pool.Close())
+}
+
+// isClosed reports whether Close was called.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// sealBox returns the box that seals secrets at rest, or an error a handler can return
+// when none is configured.
+func (s *Server) sealBox(param string) (*seal.Box, error) {
+	if s.box == nil {
+		return nil, badRequest(param, "%s cannot be stored: set TOOLGATE_SALT_KEY (or TOOLGATE_MASTER_KEY) so the gateway can encrypt it", param)
+	}
+	return s.box, nil
 }
 
 // routes registers the gateway's own routes.
-func (s *Server) routes(mux *http.ServeMux) {}
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /health/liveliness", s.liveliness)
+	mux.HandleFunc("GET /health/liveness", s.liveliness)
+	mux.HandleFunc("GET /health/readiness", s.readiness)
+	mux.HandleFunc("GET /health/readiness/details", s.handle(s.readinessDetails))
+	mux.Handle("GET /metrics", s.metricsHandler())
 
-// middleware wraps h with the request-scoped concerns every route shares.
-func (s *Server) middleware(h http.Handler) http.Handler { return h }
+	mux.HandleFunc("POST /v1/mcp/server", s.handle(s.createServer))
+	mux.HandleFunc("GET /v1/mcp/server", s.handle(s.listServers))
+	mux.HandleFunc("PUT /v1/mcp/server", s.handle(s.updateServer))
+	mux.HandleFunc("GET /v1/mcp/server/health", s.handle(s.serverHealth))
+	mux.HandleFunc("GET /v1/mcp/server/{id}", s.handle(s.getServer))
+	mux.HandleFunc("DELETE /v1/mcp/server/{id}", s.handle(s.deleteServer))
+	mux.HandleFunc("GET /v1/mcp/tools", s.handle(s.listTools))
+	mux.HandleFunc("GET /mcp-rest/tools/list", s.handle(s.restListTools))
+	mux.HandleFunc("POST /mcp-rest/tools/call", s.handle(s.restCallTool))
 
-type requestIDKey struct{}
+	mux.HandleFunc("/", s.fallback)
+}
 
-// requestIDFrom returns the request id in ctx, or "".
-func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+// fallback serves the MCP endpoints (federation parses their paths itself) and a JSON 404
+// for everything else.
+func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
+	if s.classify(r) == classMCP {
+		s.fed.Handler().ServeHTTP(w, r)
+		return
+	}
+	s.writeError(w, r, &Error{Status: http.StatusNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})
+}
+
+// authorizer applies the identity work's permissions (s.authorizer) and the rules the
+// gateway owns: the master key sees everything, an anonymous caller only keyless servers.
+type authorizer struct{ s *Server }
+
+func (a authorizer) AllowServer(ctx context.Context, server string) bool {
+	p := PrincipalFrom(ctx)
+	switch {
+	case p == nil:
+		return false
+	case p.Kind == KindAnonymous:
+		return a.s.isKeyless(server)
+	case p.Kind == KindMaster:
+		return true
+	case a.s.authorizer != nil:
+		return a.s.authorizer.AllowServer(ctx, server)
+	}
+	return true
+}
+
+func (a authorizer) AllowTool(ctx context.Context, server, tool string) bool {
+	p := PrincipalFrom(ctx)
+	switch {
+	case p == nil:
+		return false
+	case p.Kind == KindAnonymous:
+		return a.s.isKeyless(server)
+	case p.Kind == KindMaster:
+		return true
+	case a.s.authorizer != nil:
+		return a.s.authorizer.AllowTool(ctx, server, tool)
+	}
+	return true
 }

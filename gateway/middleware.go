@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+)
+
+// maxRequestIDLen bounds an x-request-id taken from a caller.
+const maxRequestIDLen = 128
+
+// middleware wraps the mux with what every route shares, outermost first: request id,
+// access log and metrics, panic recovery, body limit, admission.
+func (s *Server) middleware(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := requestID(r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Request-Id", id)
+		r.Header.Set("X-Request-Id", id) // sent on to upstreams by headers forwarding
+		st := &requestState{id: id}
+		ctx := context.WithValue(r.Context(), requestStateKey{}, st)
+		r = r.WithContext(ctx)
+		rw := &statusWriter{ResponseWriter: w}
+
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(ctx, "panic serving request", "request_id", id,
+					"method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				if !rw.wroteHeader {
+					writeJSON(rw, http.StatusInternalServerError, errorBody{Error: errorDetail{
+						Message: "internal error", Type: "internal_server_error", Code: "500"}})
+				}
+			}
+			s.accessLog(r, st, rw, start)
+		}()
+
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			s.writeError(rw, r, errorf(http.StatusRequestEntityTooLarge, "", "",
+				"request body larger than %d bytes", s.cfg.MaxBodyBytes))
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)
+		}
+		s.admit(mux).ServeHTTP(rw, r)
+	})
+}
+
+// accessLog logs one line per request and counts it. It never logs headers, query strings
+// or bodies, which may carry credentials or tool arguments.
+func (s *Server) accessLog(r *http.Request, st *requestState, rw *statusWriter, start time.Time) {
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	route := st.pattern
+	if route == "" || route == "/" {
+		route = "class:" + s.classify(r).String()
+	}
+	d := time.Since(start)
+	s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+	s.log.InfoContext(r.Context(), "request",
+		"request_id", st.id,
+		"method", r.Method,
+		"path", r.URL.Path,
+		"route", route,
+		"status", status,
+		"bytes", rw.bytes,
+		"duration_ms", float64(d.Microseconds())/1000,
+		"principal", st.principal.subject(),
+		"remote", r.RemoteAddr,
+	)
+}
+
+// requestState is what the outer middleware learns about a request from the inner layers.
+// It is only touched by the goroutine serving the request.
+type requestState struct {
+	id        string
+	principal *Principal // set by admission
+	pattern   string     // the mux pattern that matched, set after routing
+}
+
+type requestStateKey struct{}
+
+// requestIDFrom returns the request id in ctx, or "".
+func requestIDFrom(ctx context.Context) string {
+	if st, _ := ctx.Value(requestStateKey{}).(*requestState); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// requestID returns the caller's id when it is short and printable, else a new one.
+func requestID(given string) string {
+	if given != "" && len(given) <= maxRequestIDLen {
+		ok := true
+		for i := 0; i < len(given); i++ {
+			if c := given[i]; c <= ' ' || c > '~' {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return given
+		}
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// statusWriter records the status and size of a response. It passes Flush through so
+// streaming responses (SSE) keep working.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status = code
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
