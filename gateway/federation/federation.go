@@ -2,19 +2,27 @@ package federation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolgate/toolgate/gateway/upstream"
 )
 
-// Upstreams is the part of *upstream.Pool that federation uses. Methods are
-// safe for concurrent use; errors name the server, and a server that is not
-// registered yields an error wrapping upstream.ErrUnknownServer.
+// Upstreams is the part of *upstream.Pool that federation uses. Methods must
+// be safe for concurrent use; errors name the server.
 type Upstreams interface {
 	ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 	CallTool(ctx context.Context, server string, req mcp.CallToolRequest, obs *upstream.Observer) (*mcp.CallToolResult, error)
@@ -28,10 +36,13 @@ type Upstreams interface {
 
 var _ Upstreams = (*upstream.Pool)(nil)
 
-// Authorizer decides what the caller in ctx may see and use. Implementations
-// must be safe for concurrent use and fast: they run for every listed item.
+// Authorizer decides what the caller in ctx may see and use. The same
+// decision filters tools/list and gates tools/call on every route (MCP,
+// SSE, REST, single-server). Implementations must be safe for concurrent use
+// and fast: AllowTool runs once per listed tool.
 type Authorizer interface {
-	// AllowServer reports whether the caller may use server at all.
+	// AllowServer reports whether the caller may use server at all (tools,
+	// resources, prompts, completions).
 	AllowServer(ctx context.Context, server string) bool
 	// AllowTool reports whether the caller may list and call tool (the
 	// upstream's original name) on server.
@@ -39,46 +50,53 @@ type Authorizer interface {
 }
 
 // CallHook runs around every tool call (budgets). BeforeToolCall returning an
-// error refuses the call; done, if not nil, is called with the outcome.
+// error refuses the call with that error; done, if not nil, is called once
+// with the outcome.
 type CallHook interface {
 	BeforeToolCall(ctx context.Context, server, tool string) (done func(*mcp.CallToolResult, error), err error)
 }
 
 // Server is one registered upstream as federation sees it.
 type Server struct {
-	// ID is the registry id; Name is the routing name (unique, [A-Za-z0-9_]).
+	// ID is the registry id (REST callers may name a server by it); Name is
+	// the routing name, unique.
 	ID, Name, Description string
 	// AllowedTools, if not empty, limits the server's tools to these
-	// upstream names.
+	// upstream names, for listing and calling.
 	AllowedTools []string
 	// ToolNameToDisplayName maps upstream tool names to the name shown on
-	// single-server routes (and used as the tool part of prefixed names).
+	// single-server routes and used as the tool part of prefixed names.
 	ToolNameToDisplayName map[string]string
 	// ToolNameToDescription overrides tool descriptions.
 	ToolNameToDescription map[string]string
 }
 
-// Config configures a Federation.
+// Config configures a Federation. Zero values are the documented defaults.
 type Config struct {
 	// Upstreams serves the upstream calls. Required.
 	Upstreams Upstreams
 	// Logger receives missing-upstream and error logs. If nil, logs are discarded.
 	Logger *slog.Logger
-	// Authorizer filters servers and tools for every path. If nil, all are allowed.
+	// Authorizer filters servers and tools on every path. If nil, all are allowed.
 	Authorizer Authorizer
 	// CallHook runs around each tool call. If nil, none.
 	CallHook CallHook
-	// Principal names who is calling; sessions are bound to it. If nil, every
-	// caller is the same anonymous principal.
+	// Principal names who is calling; sessions are bound to it. If nil, or
+	// when it returns "", the caller is the anonymous principal.
 	Principal func(ctx context.Context) string
-	// ListTimeout bounds each upstream's list. Zero means 5s.
+	// ListTimeout bounds how long a list waits for each upstream. Zero means 5s.
 	ListTimeout time.Duration
-	// CacheTTL is how long a list is served before a background refresh.
+	// CacheTTL is how old a cached list may get before it is refreshed in the
+	// background (lists are also refreshed on list_changed and SetServers).
 	// Zero means 5m.
 	CacheTTL time.Duration
 	// SessionIdleTTL expires idle 2025-era sessions. Zero means 30m.
 	SessionIdleTTL time.Duration
-	// AllowedOrigins lists browser origins allowed besides same-host ones.
+	// SessionMaxAge bounds a session's whole life, on every replica. Zero
+	// means 24h.
+	SessionMaxAge time.Duration
+	// AllowedOrigins lists browser origins allowed besides same-host ones
+	// ("*" allows any). Requests without Origin are always allowed.
 	AllowedOrigins []string
 	// MaxBodyBytes limits request bodies. Zero means 4 MiB.
 	MaxBodyBytes int64
@@ -86,51 +104,300 @@ type Config struct {
 	// "toolgate" and "dev".
 	Name, Version string
 	// SessionKey signs session IDs so any replica can verify them. If empty,
-	// a random key is generated (sessions then do not survive a restart or
-	// move between replicas).
+	// a random key is used (sessions then do not survive a restart or move
+	// between replicas).
 	SessionKey []byte
 }
 
 // Tool is a federated tool as shown to a caller.
 type Tool struct {
-	// Tool is the definition shown downstream (Name is the federated name).
+	// Tool is the definition shown downstream (Name is the federated name;
+	// _meta carries MetaServer and MetaName).
 	Tool mcp.Tool
 	// Server is the upstream server name and Original its tool name.
 	Server, Original string
 }
 
-// Federation serves the union of the upstreams over MCP and REST.
+// Errors returned by the REST helpers.
+var (
+	// ErrUnknownTool: no tool of that name is visible to the caller.
+	ErrUnknownTool = errors.New("unknown tool")
+	// ErrUnknownServer: no server of that name or id is visible to the caller.
+	ErrUnknownServer = errors.New("unknown MCP server")
+)
+
+// Federation serves the union of the upstreams over MCP and REST. Its
+// methods are safe for concurrent use.
 type Federation struct {
-	cfg Config
+	cfg         Config
+	up          Upstreams
+	log         *slog.Logger
+	listTimeout time.Duration
+	cacheTTL    time.Duration
+	retryAfter  time.Duration
+	maxBody     int64
+
+	reg atomic.Pointer[registry]
+	mu  sync.Mutex // serializes SetServers
+
+	base   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mcp      *server.MCPServer
+	http     *server.StreamableHTTPServer
+	sse      *server.SSEServer
+	sessions *sessions
+	dispatch string // internal name of the one registered tool/prompt/resource
+	handler  http.Handler
 }
 
-// New validates cfg and returns a Federation. It makes no network calls.
+// New validates cfg and returns a Federation. It makes no network calls; the
+// background refresher it starts does nothing until servers are set.
 func New(cfg Config) (*Federation, error) {
 	if cfg.Upstreams == nil {
 		return nil, errors.New("federation: Config.Upstreams is required")
 	}
-	return &Federation{cfg: cfg}, nil
+	f := &Federation{cfg: cfg, up: cfg.Upstreams, log: cfg.Logger}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.listTimeout = orDefault(cfg.ListTimeout, 5*time.Second)
+	f.cacheTTL = orDefault(cfg.CacheTTL, 5*time.Minute)
+	f.retryAfter = max(2*f.listTimeout, 10*time.Second)
+	f.maxBody = cfg.MaxBodyBytes
+	if f.maxBody <= 0 {
+		f.maxBody = 4 << 20
+	}
+	if f.cfg.Name == "" {
+		f.cfg.Name = "toolgate"
+	}
+	if f.cfg.Version == "" {
+		f.cfg.Version = "dev"
+	}
+	key := cfg.SessionKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("federation: session key: %w", err)
+		}
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	f.dispatch = "toolgate.dispatch." + hex.EncodeToString(nonce[:])
+	f.reg.Store(&registry{byName: map[string]*serverState{}, byID: map[string]*serverState{}})
+	f.base, f.cancel = context.WithCancel(context.Background())
+	f.sessions = newSessions(key, orDefault(cfg.SessionMaxAge, 24*time.Hour), f.principal)
+	f.buildMCP()
+	f.buildHTTP(orDefault(cfg.SessionIdleTTL, 30*time.Minute))
+	f.wg.Add(1)
+	go f.refresher()
+	return f, nil
 }
 
-// SetServers replaces the registry (call after pool.Update).
-func (f *Federation) SetServers(servers []Server) {}
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
 
-// ListChanged records that server's list for method changed.
-func (f *Federation) ListChanged(server, method string) {}
+func (f *Federation) principal(ctx context.Context) string {
+	if f.cfg.Principal == nil {
+		return ""
+	}
+	return f.cfg.Principal(ctx)
+}
 
-// Handler serves /mcp, /mcp/{a,b}, /{server}/mcp and the SSE routes.
-func (f *Federation) Handler() http.Handler { return http.NotFoundHandler() }
+// SetServers replaces the registry (call after pool.Update). Servers that
+// stay keep their caches; every server's lists are refreshed in the
+// background, and downstream clients are told the lists changed.
+func (f *Federation) SetServers(servers []Server) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.reg.Load()
+	reg := &registry{byName: make(map[string]*serverState, len(servers)), byID: make(map[string]*serverState, len(servers))}
+	for _, s := range servers {
+		if s.Name == "" || reg.byName[s.Name] != nil {
+			f.log.Warn("federation: skipping server with empty or duplicate name", "server", s.Name)
+			continue
+		}
+		lists := &serverLists{}
+		if prev := old.byName[s.Name]; prev != nil {
+			lists = prev.lists
+		}
+		st := newServerState(s, lists)
+		reg.byName[s.Name] = st
+		if s.ID != "" {
+			reg.byID[s.ID] = st
+		}
+		reg.order = append(reg.order, st)
+	}
+	slices.SortFunc(reg.order, func(a, b *serverState) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	f.reg.Store(reg)
 
-// ListTools lists the caller's tools on servers (all when empty), with the
-// servers that did not answer in time.
+	var pending []<-chan struct{}
+	for _, st := range reg.order {
+		env := f.env(st)
+		pending = append(pending,
+			st.lists.tools.refresh(env, f.fetchTools(st)),
+			st.lists.prompts.refresh(env, f.fetchPrompts(st)),
+			st.lists.resources.refresh(env, f.fetchResources(st)),
+			st.lists.templates.refresh(env, f.fetchTemplates(st)))
+	}
+	f.afterRefresh(pending, mcp.MethodNotificationToolsListChanged,
+		mcp.MethodNotificationResourcesListChanged, mcp.MethodNotificationPromptsListChanged)
+}
+
+// ListChanged refreshes server's list for an upstream list_changed
+// notification (method is notifications/{tools,resources,prompts}/list_changed),
+// then forwards the notification to downstream clients. Wire it to
+// upstream.Config.OnListChanged.
+func (f *Federation) ListChanged(serverName, method string) {
+	st := f.reg.Load().byName[serverName]
+	if st == nil {
+		return
+	}
+	env := f.env(st)
+	var pending []<-chan struct{}
+	switch mcp.MCPMethod(method) {
+	case mcp.MethodNotificationToolsListChanged:
+		pending = append(pending, st.lists.tools.refresh(env, f.fetchTools(st)))
+	case mcp.MethodNotificationPromptsListChanged:
+		pending = append(pending, st.lists.prompts.refresh(env, f.fetchPrompts(st)))
+	case mcp.MethodNotificationResourcesListChanged:
+		pending = append(pending, st.lists.resources.refresh(env, f.fetchResources(st)),
+			st.lists.templates.refresh(env, f.fetchTemplates(st)))
+	default:
+		return
+	}
+	f.afterRefresh(pending, mcp.MCPMethod(method))
+}
+
+// afterRefresh waits (in the background) for the refreshes, then sends the
+// list_changed notifications downstream.
+func (f *Federation) afterRefresh(pending []<-chan struct{}, methods ...mcp.MCPMethod) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for _, ch := range pending {
+			select {
+			case <-ch:
+			case <-f.base.Done():
+				return
+			}
+		}
+		for _, m := range methods {
+			f.mcp.SendNotificationToAllClients(string(m), nil)
+		}
+	}()
+}
+
+// Handler serves /mcp, /mcp/{server}, /mcp/a,b, /{server}/mcp (streamable
+// HTTP, both protocol generations) and the legacy SSE routes /mcp/sse and
+// /mcp/sse/messages. It expects the gateway's authentication to have run.
+func (f *Federation) Handler() http.Handler { return f.handler }
+
+// ListTools lists the caller's tools on servers (names or ids; all when
+// empty) with aggregate (prefixed) names, and the servers whose list did not
+// arrive within the list deadline.
 func (f *Federation) ListTools(ctx context.Context, servers []string) ([]Tool, []string, error) {
-	return nil, nil, nil
+	sc, err := f.restScope(servers)
+	if err != nil {
+		return nil, nil, err
+	}
+	tools, missing := f.listTools(ctx, sc)
+	return tools, missing, nil
 }
 
-// CallTool calls a tool by its federated name.
+func (f *Federation) restScope(servers []string) (scope, error) {
+	if len(servers) == 0 {
+		return scope{}, nil
+	}
+	reg := f.reg.Load()
+	sc := scope{servers: make([]string, 0, len(servers))}
+	for _, s := range servers {
+		st := reg.byName[s]
+		if st == nil {
+			st = reg.byID[s]
+		}
+		if st == nil {
+			return scope{}, fmt.Errorf("%w %q", ErrUnknownServer, s)
+		}
+		sc.servers = append(sc.servers, st.cfg.Name)
+	}
+	return sc, nil
+}
+
+// CallTool calls a tool by its aggregate (prefixed) name. An unknown or
+// unauthorized name yields ErrUnknownTool.
 func (f *Federation) CallTool(ctx context.Context, name string, args map[string]any) (*mcp.CallToolResult, error) {
-	return nil, errors.New("not implemented")
+	return f.CallServerTool(ctx, "", name, args)
 }
 
-// Close stops background work.
-func (f *Federation) Close() error { return nil }
+// CallServerTool calls a tool on one server (name or id), by the tool's
+// plain or prefixed name; with server empty it is CallTool.
+func (f *Federation) CallServerTool(ctx context.Context, server, name string, args map[string]any) (*mcp.CallToolResult, error) {
+	sc := scope{}
+	if server != "" {
+		s, err := f.restScope([]string{server})
+		if err != nil {
+			return nil, err
+		}
+		sc = scope{servers: s.servers, single: s.servers[0]}
+	}
+	ref, ok := f.resolveTool(ctx, sc, name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTool, name)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = ref.original
+	req.Params.Arguments = args
+	return f.call(ctx, ref, req, nil)
+}
+
+// call runs one upstream tool call through the CallHook.
+func (f *Federation) call(ctx context.Context, ref toolRef, req mcp.CallToolRequest, obs *upstream.Observer) (*mcp.CallToolResult, error) {
+	server := ref.st.cfg.Name
+	var done func(*mcp.CallToolResult, error)
+	if f.cfg.CallHook != nil {
+		var err error
+		done, err = f.cfg.CallHook.BeforeToolCall(ctx, server, ref.original)
+		if err != nil {
+			return nil, err
+		}
+	}
+	res, err := f.up.CallTool(ctx, server, req, obs)
+	if done != nil {
+		done(res, err)
+	}
+	if err != nil {
+		f.log.Warn("upstream tool call failed", "server", server, "tool", ref.original, "err", err)
+		return nil, err
+	}
+	return res, nil
+}
+
+// Close stops background work and closes downstream sessions.
+func (f *Federation) Close() error {
+	f.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = f.http.Shutdown(ctx)
+	f.sse.CloseSessions()
+	f.wg.Wait()
+	return nil
+}
+
+// newURITemplate parses raw as an RFC 6570 template.
+func newURITemplate(raw string) (*mcp.URITemplate, error) {
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	t := &mcp.URITemplate{}
+	if err := t.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
