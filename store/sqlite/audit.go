@@ -14,7 +14,7 @@ func (db *DB) AppendAudit(ctx context.Context, e *store.AuditEntry) error {
 	if at.IsZero() {
 		at = db.now()
 	}
-	res, err := db.db.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, object_type, object_id, before, after)
+	res, err := db.exec(ctx, `INSERT INTO audit_log (at, actor, action, object_type, object_id, before, after)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, fmtTime(at), e.Actor, e.Action, e.ObjectType, e.ObjectID, rawJSON(e.Before), rawJSON(e.After))
 	if err != nil {
 		return mapErr("append audit", err)

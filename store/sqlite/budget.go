@@ -116,7 +116,7 @@ func budgetsOf(ctx context.Context, q queryer, refs []store.BudgetRef) ([]*store
 
 // UpsertBudgetLimits creates b's row if absent and sets its limits and reset time.
 func (db *DB) UpsertBudgetLimits(ctx context.Context, b *store.Budget) error {
-	_, err := db.db.ExecContext(ctx, `INSERT INTO budgets (scope, id, max_budget, soft_budget, duration, reset_at, updated_at)
+	_, err := db.exec(ctx, `INSERT INTO budgets (scope, id, max_budget, soft_budget, duration, reset_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (scope, id) DO UPDATE SET max_budget = excluded.max_budget, soft_budget = excluded.soft_budget,
 			duration = excluded.duration, reset_at = excluded.reset_at, updated_at = excluded.updated_at`,
@@ -127,7 +127,7 @@ func (db *DB) UpsertBudgetLimits(ctx context.Context, b *store.Budget) error {
 // DeleteBudget removes a budget row.
 func (db *DB) DeleteBudget(ctx context.Context, ref store.BudgetRef) error {
 	what := fmt.Sprintf("delete budget %s %s", ref.Scope, ref.ID)
-	res, err := db.db.ExecContext(ctx, `DELETE FROM budgets WHERE scope = ? AND id = ?`, string(ref.Scope), ref.ID)
+	res, err := db.exec(ctx, `DELETE FROM budgets WHERE scope = ? AND id = ?`, string(ref.Scope), ref.ID)
 	if err != nil {
 		return mapErr(what, err)
 	}
@@ -314,7 +314,7 @@ func (db *DB) DueBudgets(ctx context.Context, now time.Time) ([]*store.Budget, e
 
 // ResetBudget zeroes Spend and moves ResetAt to next if ResetAt still equals expect.
 func (db *DB) ResetBudget(ctx context.Context, ref store.BudgetRef, expect time.Time, next time.Time) (bool, error) {
-	res, err := db.db.ExecContext(ctx, `UPDATE budgets SET spend = 0, reset_at = ?, updated_at = ?
+	res, err := db.exec(ctx, `UPDATE budgets SET spend = 0, reset_at = ?, updated_at = ?
 		WHERE scope = ? AND id = ? AND reset_at = ?`, nullTime(next), fmtTime(db.now()), string(ref.Scope), ref.ID, fmtTime(expect))
 	if err != nil {
 		return false, mapErr(fmt.Sprintf("reset budget %s %s", ref.Scope, ref.ID), err)
@@ -329,8 +329,13 @@ func (db *DB) ResetBudget(ctx context.Context, ref store.BudgetRef, expect time.
 // AcquireLease takes or renews the named lease for holder until now+ttl.
 func (db *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	now := db.now()
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	var got string
-	err := db.db.QueryRowContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+	err = db.db.QueryRowContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?
 		RETURNING holder`, name, holder, fmtTime(now.Add(ttl)), fmtTime(now)).Scan(&got)

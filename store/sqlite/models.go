@@ -36,7 +36,7 @@ func (db *DB) CreateModel(ctx context.Context, m *store.Model) error {
 		id = newID()
 	}
 	now := db.now()
-	_, err := db.db.ExecContext(ctx, `INSERT INTO models (`+modelColumns+`) VALUES (?,?,?,?,?,?,?,?)`,
+	_, err := db.exec(ctx, `INSERT INTO models (`+modelColumns+`) VALUES (?,?,?,?,?,?,?,?)`,
 		id, m.ModelName, rawJSON(m.Params), blob(m.Credentials), rawJSON(m.ModelInfo), m.CreatedBy, fmtTime(now), fmtTime(now))
 	if err != nil {
 		return mapErr("create model "+m.ModelName, err)
@@ -75,7 +75,7 @@ func (db *DB) Models(ctx context.Context) ([]*store.Model, error) {
 // UpdateModel replaces the deployment with ID m.ID, except its creation fields.
 func (db *DB) UpdateModel(ctx context.Context, m *store.Model) error {
 	now := db.now()
-	res, err := db.db.ExecContext(ctx, `UPDATE models SET model_name = ?, params = ?, credentials = ?, model_info = ?,
+	res, err := db.exec(ctx, `UPDATE models SET model_name = ?, params = ?, credentials = ?, model_info = ?,
 		updated_at = ? WHERE id = ?`, m.ModelName, rawJSON(m.Params), blob(m.Credentials), rawJSON(m.ModelInfo), fmtTime(now), m.ID)
 	if err != nil {
 		return mapErr("update model "+m.ID, err)
@@ -89,7 +89,7 @@ func (db *DB) UpdateModel(ctx context.Context, m *store.Model) error {
 
 // DeleteModel removes the deployment.
 func (db *DB) DeleteModel(ctx context.Context, id string) error {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM models WHERE id = ?`, id)
+	res, err := db.exec(ctx, `DELETE FROM models WHERE id = ?`, id)
 	if err != nil {
 		return mapErr("delete model "+id, err)
 	}

@@ -49,7 +49,7 @@ func (db *DB) CreateMCPServer(ctx context.Context, s *store.MCPServer) error {
 	}
 	all := append([]any{id, s.Name}, args...)
 	all = append(all, health, s.HealthError, nullTime(s.LastHealthCheck), fmtTime(now), fmtTime(now), s.CreatedBy, s.UpdatedBy)
-	_, err = db.db.ExecContext(ctx, `INSERT INTO mcp_servers (`+serverColumns+`)
+	_, err = db.exec(ctx, `INSERT INTO mcp_servers (`+serverColumns+`)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, all...)
 	if err != nil {
 		return mapErr("create mcp server "+s.Name, err)
@@ -143,7 +143,7 @@ func (db *DB) UpdateMCPServer(ctx context.Context, s *store.MCPServer) error {
 	}
 	all := append([]any{s.Name}, args...)
 	all = append(all, fmtTime(now), s.UpdatedBy, s.ID)
-	res, err := db.db.ExecContext(ctx, `UPDATE mcp_servers SET name = ?, alias = ?, description = ?, url = ?,
+	res, err := db.exec(ctx, `UPDATE mcp_servers SET name = ?, alias = ?, description = ?, url = ?,
 		transport = ?, auth_type = ?, credentials = ?, extra_headers = ?, static_headers = ?, allowed_tools = ?,
 		tool_name_to_display_name = ?, tool_name_to_description = ?, access_groups = ?, allow_all_keys = ?,
 		available_on_public_internet = ?, allow_keyless = ?, oauth = ?, cost = ?, source = ?,
@@ -161,7 +161,7 @@ func (db *DB) UpdateMCPServer(ctx context.Context, s *store.MCPServer) error {
 
 // DeleteMCPServer removes the server.
 func (db *DB) DeleteMCPServer(ctx context.Context, id string) error {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM mcp_servers WHERE id = ?`, id)
+	res, err := db.exec(ctx, `DELETE FROM mcp_servers WHERE id = ?`, id)
 	if err != nil {
 		return mapErr("delete mcp server "+id, err)
 	}
@@ -170,7 +170,7 @@ func (db *DB) DeleteMCPServer(ctx context.Context, id string) error {
 
 // SetMCPServerHealth records a health check result.
 func (db *DB) SetMCPServerHealth(ctx context.Context, id, status, errMsg string, at time.Time) error {
-	res, err := db.db.ExecContext(ctx, `UPDATE mcp_servers SET health_status = ?, health_error = ?, last_health_check = ?
+	res, err := db.exec(ctx, `UPDATE mcp_servers SET health_status = ?, health_error = ?, last_health_check = ?
 		WHERE id = ?`, status, errMsg, nullTime(at), id)
 	if err != nil {
 		return mapErr("set mcp server health "+id, err)

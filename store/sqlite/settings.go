@@ -16,7 +16,7 @@ func (db *DB) Setting(ctx context.Context, name string) (string, error) {
 
 // SetSetting stores value under name, replacing any previous value.
 func (db *DB) SetSetting(ctx context.Context, name, value string) error {
-	_, err := db.db.ExecContext(ctx, `INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)
+	_, err := db.exec(ctx, `INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 		name, value, fmtTime(db.now()))
 	return mapErr("set setting "+name, err)
@@ -24,7 +24,7 @@ func (db *DB) SetSetting(ctx context.Context, name, value string) error {
 
 // SetSettingIfAbsent stores value under name unless it exists, and reports whether it stored.
 func (db *DB) SetSettingIfAbsent(ctx context.Context, name, value string) (bool, error) {
-	res, err := db.db.ExecContext(ctx, `INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)
+	res, err := db.exec(ctx, `INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO NOTHING`, name, value, fmtTime(db.now()))
 	if err != nil {
 		return false, mapErr("set setting "+name, err)

@@ -198,9 +198,34 @@ func notFoundIfNone(what string, res sql.Result) error {
 	return nil
 }
 
+// lockWrite waits for this process's write slot. The returned function gives it back.
+func (db *DB) lockWrite(ctx context.Context) (func(), error) {
+	select {
+	case db.wsem <- struct{}{}:
+		return func() { <-db.wsem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// exec runs one writing statement outside a transaction, holding the write slot.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return db.db.ExecContext(ctx, query, args...)
+}
+
 // inTx runs fn in a write transaction (BEGIN IMMEDIATE, from the DSN), committing when fn
-// returns nil.
+// returns nil. It holds the write slot throughout.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -27,6 +27,11 @@ type DB struct {
 	path string
 	db   *sql.DB
 
+	// wsem serializes this process's write transactions. SQLite admits one writer at a time;
+	// queueing here is much faster than its busy handler's sleep-and-retry. Other processes
+	// sharing the file are still serialized by SQLite itself (busy timeout).
+	wsem chan struct{}
+
 	// Now returns the current time. If nil, time.Now is used. Tests replace it.
 	Now func() time.Time
 }
@@ -37,7 +42,7 @@ func New(path string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
 	}
-	return &DB{path: path}, nil
+	return &DB{path: path, wsem: make(chan struct{}, 1)}, nil
 }
 
 func (db *DB) now() time.Time {

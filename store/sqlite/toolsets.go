@@ -36,7 +36,7 @@ func (db *DB) CreateToolset(ctx context.Context, t *store.Toolset) error {
 		id = newID()
 	}
 	now := db.now()
-	_, err := db.db.ExecContext(ctx, `INSERT INTO toolsets (`+toolsetColumns+`) VALUES (?,?,?,?,?,?,?)`,
+	_, err := db.exec(ctx, `INSERT INTO toolsets (`+toolsetColumns+`) VALUES (?,?,?,?,?,?,?)`,
 		id, t.Name, t.Description, mustJSON(t.Tools), t.CreatedBy, fmtTime(now), fmtTime(now))
 	if err != nil {
 		return mapErr("create toolset "+t.Name, err)
@@ -84,7 +84,7 @@ func (db *DB) Toolsets(ctx context.Context) ([]*store.Toolset, error) {
 // UpdateToolset replaces the name, description and tools of the toolset with ID t.ID.
 func (db *DB) UpdateToolset(ctx context.Context, t *store.Toolset) error {
 	now := db.now()
-	res, err := db.db.ExecContext(ctx, `UPDATE toolsets SET name = ?, description = ?, tools = ?, updated_at = ? WHERE id = ?`,
+	res, err := db.exec(ctx, `UPDATE toolsets SET name = ?, description = ?, tools = ?, updated_at = ? WHERE id = ?`,
 		t.Name, t.Description, mustJSON(t.Tools), fmtTime(now), t.ID)
 	if err != nil {
 		return mapErr("update toolset "+t.ID, err)
@@ -98,7 +98,7 @@ func (db *DB) UpdateToolset(ctx context.Context, t *store.Toolset) error {
 
 // DeleteToolset removes the toolset.
 func (db *DB) DeleteToolset(ctx context.Context, id string) error {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM toolsets WHERE id = ?`, id)
+	res, err := db.exec(ctx, `DELETE FROM toolsets WHERE id = ?`, id)
 	if err != nil {
 		return mapErr("delete toolset "+id, err)
 	}
