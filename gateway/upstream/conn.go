@@ -79,9 +79,11 @@ func newConn(p *Pool, k key, spec Spec) *conn {
 
 // get returns the connected client, dialing if there is none. Concurrent
 // callers share one dial; a caller whose ctx ends stops waiting, the dial
-// goes on (bounded by ListTimeout) for the others.
+// goes on (bounded by ListTimeout) for the others. A dial already running
+// when the caller arrived may predate the upstream coming back, so a caller
+// whose first awaited dial fails waits for one more.
 func (c *conn) get(ctx context.Context) (*client.Client, error) {
-	waited := false
+	waited := 0
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -93,7 +95,7 @@ func (c *conn) get(ctx context.Context) (*client.Client, error) {
 			c.mu.Unlock()
 			return cl, nil
 		}
-		if waited && c.dialing == nil {
+		if waited >= 2 && c.dialing == nil {
 			err := c.dialErr
 			c.mu.Unlock()
 			return nil, err
@@ -107,11 +109,12 @@ func (c *conn) get(ctx context.Context) (*client.Client, error) {
 			ch = make(chan struct{})
 			c.dialing = ch
 			go c.dialAsync(ch)
+			waited = max(waited, 1) // our own dial is fresh: one is enough
 		}
 		c.mu.Unlock()
 		select {
 		case <-ch:
-			waited = true
+			waited++
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -211,6 +214,12 @@ func (c *conn) dial() (*client.Client, error) {
 		}
 		return nil, fmt.Errorf("initialize: %w", err)
 	}
+	if lvl := p.cfg.UpstreamLogLevel; lvl != "" && cl.GetServerCapabilities().Logging != nil {
+		//lint:ignore SA1019 logging is how 2025-era upstreams report progress in words
+		if err := cl.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevel(lvl)}}); err != nil {
+			p.log.Debug("upstream logging/setLevel", "server", c.key.server, "err", err)
+		}
+	}
 	return cl, nil
 }
 
@@ -273,7 +282,12 @@ func (c *conn) close() {
 // do runs fn with the current client. If the upstream says the session is
 // gone (it restarted, or expired the session), the client is rebuilt and fn
 // retried once: the request was refused before the upstream ran it.
-func (c *conn) do(ctx context.Context, cl *call, fn func(context.Context, *client.Client) error) error {
+//
+// Requests without side effects (idempotent: lists, reads, prompts,
+// completions) are also retried once after a connection error, as when a
+// keep-alive connection to a restarted upstream turns out dead; tools/call
+// is not, since the upstream may have run it.
+func (c *conn) do(ctx context.Context, cl *call, idempotent bool, fn func(context.Context, *client.Client) error) error {
 	c.lastUsed.Store(time.Now().UnixNano())
 	if cl != nil {
 		c.register(cl)
@@ -289,15 +303,35 @@ func (c *conn) do(ctx context.Context, cl *call, fn func(context.Context, *clien
 		if err == nil {
 			return nil
 		}
-		if attempt == 0 && ctx.Err() == nil && c.sessionGone(err) {
+		if attempt == 0 && ctxErr(ctx) == nil && c.sessionGone(err) {
 			c.invalidate(client, err)
 			continue
 		}
-		if ctx.Err() == nil && isTransportError(err) {
+		if ctxErr(ctx) == nil && isTransportError(err) {
 			c.wake()
+			if attempt == 0 && idempotent {
+				continue
+			}
 		}
 		return err
 	}
+}
+
+// deadlineSlack is how close to its deadline a request counts as timed out:
+// mcp-go's SSE transport reports its own timeout a hair before the context
+// expires.
+const deadlineSlack = 20 * time.Millisecond
+
+// ctxErr is ctx.Err(), except that a context within deadlineSlack of its
+// deadline counts as expired already.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // sessionGone reports whether err says the upstream no longer knows the

@@ -86,6 +86,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between attempts to reach a
 	// failing upstream (doubling, with jitter). Zero means 250ms and 30s.
 	RetryMin, RetryMax time.Duration
+	// UpstreamLogLevel, if set (e.g. "info"), is sent with logging/setLevel
+	// (or per request on 2026-07-28) to upstreams that declare logging, so
+	// that they send notifications/message. Empty leaves their default.
+	UpstreamLogLevel string
 	// CredentialIdleTTL closes per-credential clients (WithCredential) unused
 	// for this long. Zero means 10 minutes.
 	CredentialIdleTTL time.Duration
@@ -329,22 +333,22 @@ func (p *Pool) sweepCredentials(server string) {
 
 // do runs fn on server's client under timeout and names the server and op
 // in any error.
-func (p *Pool) do(ctx context.Context, server, op string, timeout time.Duration, cl *call, fn func(context.Context, *client.Client) error) error {
+func (p *Pool) do(ctx context.Context, server, op string, timeout time.Duration, cl *call, idempotent bool, fn func(context.Context, *client.Client) error) error {
 	c, err := p.conn(ctx, server)
 	if err != nil {
 		return fmt.Errorf("upstream %q: %s: %w", server, op, err)
 	}
-	return p.doConn(ctx, c, op, timeout, cl, fn)
+	return p.doConn(ctx, c, op, timeout, cl, idempotent, fn)
 }
 
-func (p *Pool) doConn(ctx context.Context, c *conn, op string, timeout time.Duration, cl *call, fn func(context.Context, *client.Client) error) error {
+func (p *Pool) doConn(ctx context.Context, c *conn, op string, timeout time.Duration, cl *call, idempotent bool, fn func(context.Context, *client.Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := c.do(ctx, cl, fn)
+	err := c.do(ctx, cl, idempotent, fn)
 	if err == nil {
 		return nil
 	}
-	if cerr := ctx.Err(); cerr != nil {
+	if cerr := ctxErr(ctx); cerr != nil {
 		// mcp-go wraps the context's error in transport prose; say it plainly.
 		return fmt.Errorf("upstream %q: %s: %w", c.key.server, op, cerr)
 	}
@@ -372,7 +376,7 @@ func (p *Pool) ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 
 func (p *Pool) listTools(ctx context.Context, c *conn) ([]mcp.Tool, error) {
 	var tools []mcp.Tool
-	err := p.doConn(ctx, c, "list tools", p.listTimeout, nil, func(ctx context.Context, cl *client.Client) error {
+	err := p.doConn(ctx, c, "list tools", p.listTimeout, nil, true, func(ctx context.Context, cl *client.Client) error {
 		res, err := cl.ListTools(ctx, mcp.ListToolsRequest{})
 		if err != nil {
 			return err
@@ -408,7 +412,7 @@ func (p *Pool) CallTool(ctx context.Context, server string, req mcp.CallToolRequ
 	cl := &call{obs: obs}
 	up.Params.Meta = p.upstreamMeta(req.Params.Meta, cl)
 	var res *mcp.CallToolResult
-	err := p.do(ctx, server, fmt.Sprintf("call tool %q", req.Params.Name), p.timeoutFor(server), cl,
+	err := p.do(ctx, server, fmt.Sprintf("call tool %q", req.Params.Name), p.timeoutFor(server), cl, false,
 		func(ctx context.Context, c *client.Client) error {
 			r, err := c.CallTool(ctx, up)
 			res = r
@@ -442,7 +446,7 @@ func (p *Pool) upstreamMeta(m *mcp.Meta, cl *call) *mcp.Meta {
 // ListResources lists every resource of server (all pages).
 func (p *Pool) ListResources(ctx context.Context, server string) ([]mcp.Resource, error) {
 	var out []mcp.Resource
-	err := p.do(ctx, server, "list resources", p.listTimeout, nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, "list resources", p.listTimeout, nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
 		if err == nil {
 			out = res.Resources
@@ -455,7 +459,7 @@ func (p *Pool) ListResources(ctx context.Context, server string) ([]mcp.Resource
 // ListResourceTemplates lists every resource template of server.
 func (p *Pool) ListResourceTemplates(ctx context.Context, server string) ([]mcp.ResourceTemplate, error) {
 	var out []mcp.ResourceTemplate
-	err := p.do(ctx, server, "list resource templates", p.listTimeout, nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, "list resource templates", p.listTimeout, nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
 		if err == nil {
 			out = res.ResourceTemplates
@@ -472,7 +476,7 @@ func (p *Pool) ReadResource(ctx context.Context, server string, req mcp.ReadReso
 	up.Params.URI = req.Params.URI
 	up.Params.Arguments = req.Params.Arguments
 	var out *mcp.ReadResourceResult
-	err := p.do(ctx, server, fmt.Sprintf("read resource %q", req.Params.URI), p.timeoutFor(server), nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, fmt.Sprintf("read resource %q", req.Params.URI), p.timeoutFor(server), nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.ReadResource(ctx, up)
 		out = res
 		return err
@@ -486,7 +490,7 @@ func (p *Pool) ReadResource(ctx context.Context, server string, req mcp.ReadReso
 // ListPrompts lists every prompt of server.
 func (p *Pool) ListPrompts(ctx context.Context, server string) ([]mcp.Prompt, error) {
 	var out []mcp.Prompt
-	err := p.do(ctx, server, "list prompts", p.listTimeout, nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, "list prompts", p.listTimeout, nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
 		if err == nil {
 			out = res.Prompts
@@ -503,7 +507,7 @@ func (p *Pool) GetPrompt(ctx context.Context, server string, req mcp.GetPromptRe
 	up.Params.Name = req.Params.Name
 	up.Params.Arguments = req.Params.Arguments
 	var out *mcp.GetPromptResult
-	err := p.do(ctx, server, fmt.Sprintf("get prompt %q", req.Params.Name), p.timeoutFor(server), nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, fmt.Sprintf("get prompt %q", req.Params.Name), p.timeoutFor(server), nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.GetPrompt(ctx, up)
 		out = res
 		return err
@@ -522,7 +526,7 @@ func (p *Pool) Complete(ctx context.Context, server string, req mcp.CompleteRequ
 	up.Params.Argument = req.Params.Argument
 	up.Params.Context = req.Params.Context
 	var out *mcp.CompleteResult
-	err := p.do(ctx, server, "complete", p.timeoutFor(server), nil, func(ctx context.Context, c *client.Client) error {
+	err := p.do(ctx, server, "complete", p.timeoutFor(server), nil, true, func(ctx context.Context, c *client.Client) error {
 		res, err := c.Complete(ctx, up)
 		out = res
 		return err

@@ -32,7 +32,7 @@ var (
 
 func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
 	resp, err := t.Interface.SendRequest(ctx, req)
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctxErr(ctx) != nil {
 		t.cancelled(ctx, req)
 	}
 	return resp, err
@@ -55,7 +55,7 @@ func (t *tap) cancelled(ctx context.Context, req transport.JSONRPCRequest) {
 			Method: string(mcp.MethodNotificationCancelled),
 			Params: mcp.NotificationParams{AdditionalFields: map[string]any{
 				"requestId": req.ID,
-				"reason":    ctx.Err().Error(),
+				"reason":    ctxErr(ctx).Error(),
 			}},
 		},
 	}
