@@ -97,8 +97,11 @@ func (s *Server) reload(ctx context.Context) error {
 
 // configServers returns copies of the config-file servers with IDs and Source set.
 func (s *Server) configServers() []*store.MCPServer {
-	out := make([]*store.MCPServer, 0, len(s.cfg.MCPServers))
-	for _, c := range s.cfg.MCPServers {
+	s.mu.Lock()
+	servers := s.configSrvs
+	s.mu.Unlock()
+	out := make([]*store.MCPServer, 0, len(servers))
+	for _, c := range servers {
 		srv := *c
 		if srv.ID == "" {
 			srv.ID = srv.Name

@@ -81,6 +81,13 @@ type Config struct {
 	// gateway's own. If nil, only same-origin and non-browser callers.
 	AllowedOrigins []string
 
+	// ModelList, LiteLLMSettings and RouterSettings are the config file's model_list,
+	// litellm_settings and router_settings sections, os.environ/ references resolved, for the
+	// LLM routes. If nil, there are none.
+	ModelList       []map[string]any
+	LiteLLMSettings map[string]any
+	RouterSettings  map[string]any
+
 	// Version is reported by /health/readiness/details and to MCP clients. If empty, "dev".
 	Version string
 
@@ -113,8 +120,9 @@ type Server struct {
 	reg      atomic.Pointer[registry]
 
 	mu         sync.Mutex
-	box        *seal.Box // nil when no salt or master key is configured
-	masterHash []byte    // SHA-256 of the master key; set by Start
+	box        *seal.Box          // nil when no salt or master key is configured
+	configSrvs []*store.MCPServer // the config file's servers; replaced by SetConfigServers
+	masterHash []byte             // SHA-256 of the master key; set by Start
 	started    bool
 	closed     bool
 }
@@ -157,11 +165,16 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.box = box
 	}
+	var errs []error
 	for _, srv := range cfg.MCPServers {
 		if err := validateConfigServer(srv, cfg.AllowPrivateUpstreams); err != nil {
-			return nil, fmt.Errorf("gateway: config mcp_servers: %w", err)
+			errs = append(errs, err)
 		}
 	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("gateway: config mcp_servers: %w", err)
+	}
+	s.configSrvs = cfg.MCPServers
 	s.keys = expirable.NewLRU[string, *Principal](10000, nil, s.cfg.KeyCacheTTL)
 	s.rules = append(s.rules, builtinRules...)
 	s.reg.Store(&registry{})
@@ -261,6 +274,24 @@ func (s *Server) loadMasterKey(ctx context.Context) error {
 	s.masterHash = sum
 	s.mu.Unlock()
 	return nil
+}
+
+// SetConfigServers replaces the config file's servers (on a reload) and applies the change
+// at once: new servers connect, removed ones close, unchanged ones keep their sessions.
+func (s *Server) SetConfigServers(ctx context.Context, servers []*store.MCPServer) error {
+	var errs []error
+	for _, srv := range servers {
+		if err := validateConfigServer(srv, s.cfg.AllowPrivateUpstreams); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("gateway: config mcp_servers: %w", err)
+	}
+	s.mu.Lock()
+	s.configSrvs = servers
+	s.mu.Unlock()
+	return s.reload(ctx)
 }
 
 // Handler returns the HTTP handler for every route.

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/toolgate/toolgate/store"
+)
+
+// Config is everything toolgate serve needs. Precedence: defaults < config file <
+// TOOLGATE_* (and the few LiteLLM-compatible) environment variables < flags.
+type Config struct {
+	Host       string // --host, TOOLGATE_HOST; default 0.0.0.0
+	Port       int    // --port, PORT or TOOLGATE_PORT; default 4000
+	ConfigFile string // --config, TOOLGATE_CONFIG
+
+	MasterKey   string // general_settings.master_key, TOOLGATE_MASTER_KEY; empty: generated on first start
+	DatabaseURL string // general_settings.database_url, DATABASE_URL; default sqlite:toolgate.db
+	SaltKey     string // general_settings.salt_key, TOOLGATE_SALT_KEY (or LITELLM_SALT_KEY)
+
+	RequireAuthForMetrics bool          // general_settings.require_auth_for_metrics_endpoint; default true
+	AllowPrivateUpstreams bool          // general_settings.allow_private_upstreams; default false
+	MaxRequestBytes       int64         // general_settings.max_request_size_mb; default 4 MiB
+	AllowedOrigins        []string      // general_settings.allowed_origins
+	ShutdownGrace         time.Duration // general_settings.shutdown_grace, TOOLGATE_SHUTDOWN_GRACE; default 15s
+	LogLevel              string        // TOOLGATE_LOG_LEVEL: debug, info, warn, error; default info
+
+	MCPServers      []*store.MCPServer // mcp_servers
+	ModelList       []map[string]any   // model_list, kept for the LLM routes
+	LiteLLMSettings map[string]any     // litellm_settings
+	RouterSettings  map[string]any     // router_settings
+
+	// Warnings are the config file's ignored keys and other non-fatal findings.
+	Warnings []string
+}
+
+// defaultConfig returns the defaults.
+func defaultConfig() Config {
+	return Config{
+		Host:                  "0.0.0.0",
+		Port:                  4000,
+		DatabaseURL:           "sqlite:toolgate.db",
+		RequireAuthForMetrics: true,
+		MaxRequestBytes:       4 << 20,
+		ShutdownGrace:         15 * time.Second,
+		LogLevel:              "info",
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d out of range", c.Port))
+	}
+	if _, _, err := parseDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, errors.New("general_settings.max_request_size_mb must be positive"))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("shutdown grace must not be negative"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q must be debug, info, warn or error", c.LogLevel))
+	}
+	if c.MasterKey != "" && len(c.MasterKey) < 8 {
+		errs = append(errs, errors.New("master key must be at least 8 characters"))
+	}
+	seen := map[string]bool{}
+	for _, s := range c.MCPServers {
+		if seen[s.Name] {
+			errs = append(errs, fmt.Errorf("mcp_servers: %s defined twice", s.Name))
+		}
+		seen[s.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// loadConfig builds the configuration for serve or migrate from args, the environment and
+// the config file.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("toolgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host := fs.String("host", cfg.Host, "address to listen on (env TOOLGATE_HOST)")
+	port := fs.Int("port", cfg.Port, "port to listen on (env PORT or TOOLGATE_PORT)")
+	file := fs.String("config", "", "YAML config file in LiteLLM's shape (env TOOLGATE_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg.ConfigFile = getenv("TOOLGATE_CONFIG")
+	if set["config"] {
+		cfg.ConfigFile = *file
+	}
+	var errs []error
+	if cfg.ConfigFile != "" {
+		data, err := os.ReadFile(cfg.ConfigFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := parseConfigFile(&cfg, data, getenv); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, applyEnv(&cfg, getenv))
+	if set["host"] {
+		cfg.Host = *host
+	}
+	if set["port"] {
+		cfg.Port = *port
+	}
+	errs = append(errs, cfg.Validate())
+	return cfg, errors.Join(errs...)
+}
+
+// applyEnv applies the environment variables.
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	var errs []error
+	if v := getenv("TOOLGATE_HOST"); v != "" {
+		cfg.Host = v
+	}
+	for _, name := range []string{"PORT", "TOOLGATE_PORT"} {
+		if v := getenv(name); v != "" {
+			p, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a port", name, v))
+				continue
+			}
+			cfg.Port = p
+		}
+	}
+	if v := getenv("TOOLGATE_MASTER_KEY"); v != "" {
+		cfg.MasterKey = v
+	}
+	if v := getenv("DATABASE_URL"); v != "" {
+		cfg.DatabaseURL = v
+	}
+	if v := getenv("LITELLM_SALT_KEY"); v != "" {
+		cfg.SaltKey = v
+	}
+	if v := getenv("TOOLGATE_SALT_KEY"); v != "" {
+		cfg.SaltKey = v
+	}
+	if v := getenv("TOOLGATE_SHUTDOWN_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TOOLGATE_SHUTDOWN_GRACE=%q: %v", v, err))
+		} else {
+			cfg.ShutdownGrace = d
+		}
+	}
+	if v := getenv("TOOLGATE_LOG_LEVEL"); v != "" {
+		cfg.LogLevel = strings.ToLower(v)
+	}
+	return errors.Join(errs...)
+}
+
+// fileConfig is the config file. Unknown top-level and general_settings keys are warned
+// about (LiteLLM configs carry many keys toolgate does not use); unknown keys inside an
+// mcp_servers entry are errors, because a typo there silently changes what is exposed.
+type fileConfig struct {
+	GeneralSettings map[string]yaml.Node `yaml:"general_settings"`
+	MCPServers      map[string]yaml.Node `yaml:"mcp_servers"`
+	ModelList       []map[string]any     `yaml:"model_list"`
+	LiteLLMSettings map[string]any       `yaml:"litellm_settings"`
+	RouterSettings  map[string]any       `yaml:"router_settings"`
+	Other           map[string]yaml.Node `yaml:",inline"`
+}
+
+// mcpServerConfig is one mcp_servers entry, in LiteLLM's keys.
+type mcpServerConfig struct {
+	URL                       string            `yaml:"url"`
+	Transport                 string            `yaml:"transport"`
+	Description               string            `yaml:"description"`
+	Alias                     string            `yaml:"alias"`
+	AuthType                  string            `yaml:"auth_type"`
+	AuthValue                 string            `yaml:"auth_value"`
+	Credentials               map[string]string `yaml:"credentials"` // auth_value, client_secret
+	Headers                   map[string]string `yaml:"headers"`     // alias of static_headers
+	StaticHeaders             map[string]string `yaml:"static_headers"`
+	ExtraHeaders              []string          `yaml:"extra_headers"`
+	AllowedTools              []string          `yaml:"allowed_tools"`
+	AccessGroups              []string          `yaml:"access_groups"`
+	MCPAccessGroups           []string          `yaml:"mcp_access_groups"`
+	ToolNameToDisplayName     map[string]string `yaml:"tool_name_to_display_name"`
+	ToolNameToDescription     map[string]string `yaml:"tool_name_to_description"`
+	AllowAllKeys              bool              `yaml:"allow_all_keys"`
+	AvailableOnPublicInternet *bool             `yaml:"available_on_public_internet"`
+	AllowKeyless              bool              `yaml:"allow_keyless"`
+	SpecVersion               string            `yaml:"spec_version"`
+	MCPInfo                   *mcpInfoConfig    `yaml:"mcp_info"`
+}
+
+type mcpInfoConfig struct {
+	ServerName        string `yaml:"server_name"`
+	Description       string `yaml:"description"`
+	LogoURL           string `yaml:"logo_url"`
+	MCPServerCostInfo *struct {
+		DefaultCostPerQuery    float64            `yaml:"default_cost_per_query"`
+		ToolNameToCostPerQuery map[string]float64 `yaml:"tool_name_to_cost_per_query"`
+	} `yaml:"mcp_server_cost_info"`
+}
+
+// parseConfigFile reads the YAML config into cfg, resolving os.environ/NAME values.
+func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(root.Content) == 0 {
+		return nil // empty file
+	}
+	var errs []error
+	resolveEnv(&root, getenv, &errs)
+	var fc fileConfig
+	if err := root.Decode(&fc); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("config: %w", err))...)
+	}
+	for _, k := range sortedKeys(fc.Other) {
+		switch k {
+		case "environment_variables", "callback_settings", "credential_list", "guardrails", "search_tools", "vector_store_registry":
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: section %s is not used by toolgate", k))
+		default:
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: unknown top-level key %s ignored", k))
+		}
+	}
+	gs := fc.GeneralSettings
+	for _, k := range sortedKeys(gs) {
+		n := gs[k]
+		var err error
+		switch k {
+		case "master_key":
+			err = n.Decode(&cfg.MasterKey)
+		case "database_url":
+			err = n.Decode(&cfg.DatabaseURL)
+		case "salt_key":
+			err = n.Decode(&cfg.SaltKey)
+		case "require_auth_for_metrics_endpoint":
+			err = n.Decode(&cfg.RequireAuthForMetrics)
+		case "allow_private_upstreams":
+			err = n.Decode(&cfg.AllowPrivateUpstreams)
+		case "allowed_origins":
+			err = n.Decode(&cfg.AllowedOrigins)
+		case "max_request_size_mb":
+			var mb float64
+			if err = n.Decode(&mb); err == nil {
+				cfg.MaxRequestBytes = int64(mb * (1 << 20))
+			}
+		case "shutdown_grace":
+			var s string
+			if err = n.Decode(&s); err == nil {
+				cfg.ShutdownGrace, err = time.ParseDuration(s)
+			}
+		default:
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: general_settings.%s is not used by toolgate", k))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: general_settings.%s: %v", k, err))
+		}
+	}
+	for _, name := range sortedKeys(fc.MCPServers) {
+		n := fc.MCPServers[name]
+		srv, err := decodeMCPServer(name, &n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cfg.MCPServers = append(cfg.MCPServers, srv)
+	}
+	cfg.ModelList, cfg.LiteLLMSettings, cfg.RouterSettings = fc.ModelList, fc.LiteLLMSettings, fc.RouterSettings
+	return errors.Join(errs...)
+}
+
+// decodeMCPServer decodes one mcp_servers entry strictly.
+func decodeMCPServer(name string, n *yaml.Node) (*store.MCPServer, error) {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return nil, fmt.Errorf("config: mcp_servers.%s: %v", name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c mcpServerConfig
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: mcp_servers.%s: %v", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	srv := &store.MCPServer{
+		Name:                      name,
+		Alias:                     c.Alias,
+		Description:               c.Description,
+		URL:                       c.URL,
+		Transport:                 c.Transport,
+		AuthType:                  c.AuthType,
+		ExtraHeaders:              c.ExtraHeaders,
+		StaticHeaders:             c.StaticHeaders,
+		AllowedTools:              c.AllowedTools,
+		ToolNameToDisplayName:     c.ToolNameToDisplayName,
+		ToolNameToDescription:     c.ToolNameToDescription,
+		AccessGroups:              append(c.AccessGroups, c.MCPAccessGroups...),
+		AllowAllKeys:              c.AllowAllKeys,
+		AllowKeyless:              c.AllowKeyless,
+		AvailableOnPublicInternet: c.AvailableOnPublicInternet == nil || *c.AvailableOnPublicInternet,
+	}
+	if len(c.Headers) > 0 {
+		if srv.StaticHeaders == nil {
+			srv.StaticHeaders = map[string]string{}
+		}
+		for k, v := range c.Headers {
+			srv.StaticHeaders[k] = v
+		}
+	}
+	if c.MCPInfo != nil {
+		if srv.Description == "" {
+			srv.Description = c.MCPInfo.Description
+		}
+		if ci := c.MCPInfo.MCPServerCostInfo; ci != nil {
+			srv.Cost = store.MCPServerCost{DefaultCostPerQuery: ci.DefaultCostPerQuery, ToolNameToCostPerQuery: ci.ToolNameToCostPerQuery}
+		}
+	}
+	creds := map[string]string{}
+	for k, v := range c.Credentials {
+		switch k {
+		case "auth_value", "client_secret":
+			creds[k] = v
+		case "client_id":
+			srv.OAuth.ClientID = v
+		default:
+			return nil, fmt.Errorf("config: mcp_servers.%s.credentials: unknown key %s", name, k)
+		}
+	}
+	if c.AuthValue != "" {
+		creds["auth_value"] = c.AuthValue
+	}
+	if len(creds) > 0 {
+		srv.Credentials, _ = jsonMarshal(creds)
+	}
+	if srv.URL == "" {
+		return nil, fmt.Errorf("config: mcp_servers.%s: url is required", name)
+	}
+	return srv, nil
+}
+
+// resolveEnv replaces every scalar "os.environ/NAME" with the environment value, recording
+// an error for each unset variable.
+func resolveEnv(n *yaml.Node, getenv func(string) string, errs *[]error) {
+	if n.Kind == yaml.ScalarNode {
+		if name, ok := strings.CutPrefix(n.Value, "os.environ/"); ok {
+			v := getenv(name)
+			if v == "" {
+				*errs = append(*errs, fmt.Errorf("config: line %d: environment variable %s is not set", n.Line, name))
+			}
+			n.Value, n.Tag, n.Style = v, "!!str", 0
+		}
+		return
+	}
+	for _, c := range n.Content {
+		resolveEnv(c, getenv, errs)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
