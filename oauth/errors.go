@@ -79,10 +79,6 @@ func invalidToken(cause error, desc string) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: desc, Err: cause}
 }
 
-func badRequest(code, desc string) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: code, Description: desc}
-}
-
 // ErrorStatus returns the HTTP status and the wire error for err: err itself when it is
 // an *Error, else a 500 server_error with a generic description.
 func ErrorStatus(err error) (int, *Error) {
