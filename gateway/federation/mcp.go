@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -157,7 +158,7 @@ func (f *Federation) handleCall(ctx context.Context, req mcp.CallToolRequest) (*
 	up := mcp.CallToolRequest{}
 	up.Params.Name = ref.original
 	up.Params.Arguments = req.Params.Arguments
-	up.Params.Meta = req.Params.Meta
+	up.Params.Meta = hopMeta(req.Params.Meta)
 	return f.call(ctx, *ref, up, f.observer(ctx))
 }
 
@@ -197,7 +198,7 @@ func (f *Federation) handlePrompt(ctx context.Context, req mcp.GetPromptRequest)
 	up := mcp.GetPromptRequest{}
 	up.Params.Name = ref.original
 	up.Params.Arguments = req.Params.Arguments
-	up.Params.Meta = req.Params.Meta
+	up.Params.Meta = hopMeta(req.Params.Meta)
 	return f.up.GetPrompt(ctx, ref.st.cfg.Name, up)
 }
 
@@ -210,7 +211,7 @@ func (f *Federation) handleRead(ctx context.Context, req mcp.ReadResourceRequest
 	up := mcp.ReadResourceRequest{}
 	up.Params.URI = ref.original
 	up.Params.Arguments = req.Params.Arguments
-	up.Params.Meta = req.Params.Meta
+	up.Params.Meta = hopMeta(req.Params.Meta)
 	res, err := f.up.ReadResource(ctx, ref.st.cfg.Name, up)
 	if err != nil {
 		return nil, err
@@ -240,6 +241,30 @@ func (f *Federation) handleRead(ctx context.Context, req mcp.ReadResourceRequest
 		}
 	}
 	return out, nil
+}
+
+// hopMeta returns the request _meta to send upstream: the progress token and
+// application keys, without the "io.modelcontextprotocol/" keys that belong
+// to the downstream hop (protocol version, client info and capabilities of a
+// 2026-07-28 request); the upstream connection sets its own.
+func hopMeta(m *mcp.Meta) *mcp.Meta {
+	if m == nil {
+		return nil
+	}
+	out := &mcp.Meta{ProgressToken: m.ProgressToken}
+	for k, v := range m.AdditionalFields {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			continue
+		}
+		if out.AdditionalFields == nil {
+			out.AdditionalFields = make(map[string]any, len(m.AdditionalFields))
+		}
+		out.AdditionalFields[k] = v
+	}
+	if out.ProgressToken == nil && out.AdditionalFields == nil {
+		return nil
+	}
+	return out
 }
 
 // completer forwards completion/complete for prompts and resource templates.
