@@ -9,8 +9,9 @@
 //	key -> owner -> org
 //
 // where owner is the key's team when the key belongs to a team, else the key's user (a
-// personal key), and org is the team's org, else the user's org, else the key's org. Each
-// level carries a store.ObjectPermission; a level may be absent.
+// personal key; a team key ignores its user's grants), and org is the key's organization,
+// else its team's. Each level carries a store.ObjectPermission; a level may be absent.
+// (Callers without a key, such as OAuth users, start the chain at owner.)
 //
 // A level is EMPTY when its mcp_servers, mcp_access_groups, mcp_tool_permissions and
 // mcp_toolsets are all empty. An empty (or absent) level means "inherit": it imposes
