@@ -40,7 +40,9 @@ func (s *Server) common(ctx context.Context, b reqBody, models *[]string, meta *
 
 var commonFields = append([]string{"models", "metadata", "object_permission"}, limitFields...)
 
-func withCommon(extra ...string) []string { return append(append([]string{}, commonFields...), extra...) }
+func withCommon(extra ...string) []string {
+	return append(append([]string{}, commonFields...), extra...)
+}
 
 func nonNil[T any](xs []T) []T {
 	if xs == nil {
