@@ -43,15 +43,16 @@ type conn struct {
 
 	kick chan struct{} // wakes the health loop
 
-	mu      sync.Mutex
-	cl      *client.Client
-	dialing chan struct{} // closed when the running dial ends
-	dialErr error         // result of the last dial
-	closed  bool
-	calls   map[*call]struct{}
-	tokens  map[string]*call // gateway progress token -> call
-	health  Health
-	checked bool // health has been set at least once
+	mu       sync.Mutex
+	cl       *client.Client
+	unlisten context.CancelFunc // ends the current client's subscriptions/listen
+	dialing  chan struct{}      // closed when the running dial ends
+	dialErr  error              // result of the last dial
+	closed   bool
+	calls    map[*call]struct{}
+	tokens   map[string]*call // gateway progress token -> call
+	health   Health
+	checked  bool // health has been set at least once
 }
 
 // call is one in-flight request that may receive side traffic.
@@ -131,6 +132,7 @@ func (c *conn) dialAsync(ch chan struct{}) {
 	}
 	if err == nil {
 		c.cl = cl
+		c.unlisten = c.listen(cl)
 	}
 	c.dialErr = err
 	c.dialing = nil
@@ -223,6 +225,51 @@ func (c *conn) dial() (*client.Client, error) {
 	return cl, nil
 }
 
+// listen keeps a subscriptions/listen stream open on a 2026-07-28
+// connection, the way list_changed arrives there (legacy connections get it
+// on the GET or SSE stream without asking). It returns the function that
+// stops it, or nil when there is nothing to listen for. The caller holds
+// c.mu.
+func (c *conn) listen(cl *client.Client) context.CancelFunc {
+	if c.p.cfg.OnListChanged == nil || !mcp.IsModernProtocol(cl.ProtocolVersion()) {
+		return nil
+	}
+	caps := cl.GetServerCapabilities()
+	filter := mcp.SubscriptionFilter{
+		ToolsListChanged:     caps.Tools != nil && caps.Tools.ListChanged,
+		PromptsListChanged:   caps.Prompts != nil && caps.Prompts.ListChanged,
+		ResourcesListChanged: caps.Resources != nil && caps.Resources.ListChanged,
+	}
+	if filter.IsEmpty() || !c.p.goTracked() {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	go func() {
+		defer c.p.wg.Done()
+		backoff := c.p.retryMin
+		for {
+			start := time.Now()
+			err := cl.Listen(ctx, filter)
+			if ctx.Err() != nil {
+				return
+			}
+			if time.Since(start) > c.p.retryMax {
+				backoff = c.p.retryMin
+			}
+			c.p.log.Debug("upstream subscriptions/listen ended", "server", c.key.server, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(backoff*2, c.p.retryMax)
+		}
+	}()
+	return cancel
+}
+
 // invalidate drops cl if it is still the current client, closes it in the
 // background and wakes the health loop. The next caller dials a new one.
 func (c *conn) invalidate(cl *client.Client, why error) {
@@ -232,6 +279,10 @@ func (c *conn) invalidate(cl *client.Client, why error) {
 		return
 	}
 	c.cl = nil
+	if c.unlisten != nil {
+		c.unlisten()
+		c.unlisten = nil
+	}
 	c.mu.Unlock()
 	c.p.log.Info("upstream connection reset", "server", c.key.server, "reason", why)
 	if c.p.goTracked() {
@@ -273,6 +324,10 @@ func (c *conn) close() {
 	c.closed = true
 	cl := c.cl
 	c.cl = nil
+	if c.unlisten != nil {
+		c.unlisten()
+		c.unlisten = nil
+	}
 	c.mu.Unlock()
 	if cl != nil {
 		cl.Close() //nolint:errcheck
@@ -460,6 +515,20 @@ func (h handlers) CreateMessage(ctx context.Context, r mcp.CreateMessageRequest)
 	if o == nil {
 		return nil, fmt.Errorf("upstream %q: sampling: no in-flight call can answer", h.c.key.server)
 	}
+	// mcp-go parses message content on server-initiated requests but leaves
+	// it as decoded JSON on multi round-trip ones: give observers one shape.
+	msgs := make([]mcp.SamplingMessage, len(r.Messages))
+	for i, m := range r.Messages {
+		if _, ok := m.Content.(mcp.Content); !ok {
+			content, err := mcp.ParseSamplingContent(m.Content)
+			if err != nil {
+				return nil, fmt.Errorf("upstream %q: sampling: message %d: %w", h.c.key.server, i, err)
+			}
+			m.Content = content
+		}
+		msgs[i] = m
+	}
+	r.Messages = msgs
 	return o.Sampling(ctx, r)
 }
 

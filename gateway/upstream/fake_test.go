@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -206,20 +207,34 @@ func (f *fakeUpstream) addTools(s *server.MCPServer) {
 			return mcp.NewToolResultText("released"), nil
 		}
 	})
+	// sample and elicit ask the caller through the multi round-trip
+	// pattern: mcp-go sends 2025-era clients a server-initiated request on
+	// the handler's behalf, and 2026-07-28 clients an input_required result.
 	s.AddTool(mcp.NewTool("sample", mcp.WithString("text")), func(ctx context.Context, r mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		//lint:ignore SA1019 2025-era upstreams still sample this way
-		res, err := s.RequestSampling(ctx, mcp.CreateMessageRequest{CreateMessageParams: mcp.CreateMessageParams{
+		if res := server.SamplingResponse(r.Params.InputResponses, "s"); res != nil {
+			content, err := mcp.ParseSamplingContent(res.Content)
+			if err != nil {
+				return nil, err
+			}
+			tc, ok := content.(mcp.TextContent)
+			if !ok {
+				return mcp.NewToolResultError(fmt.Sprintf("sampling: content %T", res.Content)), nil
+			}
+			return mcp.NewToolResultText(tc.Text), nil
+		}
+		return server.NewInputRequestBuilder("").Sample("s", mcp.CreateMessageParams{
 			Messages:  []mcp.SamplingMessage{{Role: mcp.RoleUser, Content: mcp.NewTextContent(r.GetString("text", ""))}},
 			MaxTokens: 10,
-		}})
-		if err != nil {
-			return mcp.NewToolResultError("sampling: " + err.Error()), nil
+		}).ToolResult(), nil
+	})
+	s.AddTool(mcp.NewTool("elicit"), func(ctx context.Context, r mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if res := server.ElicitationResponse(r.Params.InputResponses, "e"); res != nil {
+			return mcp.NewToolResultText(string(res.Action)), nil
 		}
-		tc, ok := res.Content.(mcp.TextContent)
-		if !ok {
-			return mcp.NewToolResultError("sampling: not text"), nil
-		}
-		return mcp.NewToolResultText(tc.Text), nil
+		return server.NewInputRequestBuilder("").Elicit("e", mcp.ElicitationParams{
+			Message:         "ok?",
+			RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
+		}).ToolResult(), nil
 	})
 }
 

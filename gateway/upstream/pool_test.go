@@ -40,8 +40,8 @@ func TestFeatures(t *testing.T) {
 			for _, tl := range tools {
 				names = append(names, tl.Name)
 			}
-			if len(names) != 6 {
-				t.Errorf("got tools %v, want 6", names)
+			if len(names) != 7 {
+				t.Errorf("got tools %v, want 7", names)
 			}
 
 			res, err := p.CallTool(ctx, "up", callReq("echo", map[string]any{"text": "hi"}), nil)
@@ -95,7 +95,7 @@ func TestFeatures(t *testing.T) {
 			}
 
 			h := p.Health()["up"]
-			if !h.Healthy || h.Tools != 6 || h.Err != "" || h.CheckedAt.IsZero() {
+			if !h.Healthy || h.Tools != 7 || h.Err != "" || h.CheckedAt.IsZero() {
 				t.Errorf("health: got %+v", h)
 			}
 
@@ -299,37 +299,45 @@ func TestLoggingReachesInFlightCaller(t *testing.T) {
 	}
 }
 
-func TestSamplingRoutedToCaller(t *testing.T) {
-	// mcp-go's SSE client cannot answer server requests, and a 2026-07-28
-	// upstream asks through multi round-trip results instead (the fake's
-	// RequestSampling refuses), so only legacy streamable HTTP.
-	for _, v := range variants[:1] {
+func TestSamplingAndElicitationRoutedToCaller(t *testing.T) {
+	// mcp-go's SSE client cannot answer server requests: HTTP only.
+	for _, v := range variants[:2] {
 		t.Run(v.name, func(t *testing.T) {
 			f := newFake(t, v.kind)
 			spec := f.spec("up")
 			spec.Protocol = v.protocol
 			p := newPool(t, Config{}, spec)
-			obs := &Observer{Sampling: func(ctx context.Context, r mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-				in := r.Messages[0].Content.(mcp.TextContent).Text
-				return &mcp.CreateMessageResult{
-					SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("sampled " + in)},
-					Model:           "m",
-				}, nil
-			}}
-			res, err := p.CallTool(context.Background(), "up", callReq("sample", map[string]any{"text": "q"}), obs)
+			obs := &Observer{
+				Sampling: func(ctx context.Context, r mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+					in := r.Messages[0].Content.(mcp.TextContent).Text
+					return &mcp.CreateMessageResult{
+						SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("sampled " + in)},
+						Model:           "m",
+					}, nil
+				},
+				Elicitation: func(ctx context.Context, r mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+					return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionDecline}}, nil
+				},
+			}
+			ctx := context.Background()
+			res, err := p.CallTool(ctx, "up", callReq("sample", map[string]any{"text": "q"}), obs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := text(t, res); got != "sampled q" || res.IsError {
-				t.Errorf("got %q (isError %v), want sampled q", got, res.IsError)
+				t.Errorf("sample: got %q (isError %v), want sampled q", got, res.IsError)
 			}
-			// Without an observer that samples the upstream gets an error.
-			res, err = p.CallTool(context.Background(), "up", callReq("sample", map[string]any{"text": "q"}), nil)
+			res, err = p.CallTool(ctx, "up", callReq("elicit", nil), obs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !res.IsError {
-				t.Errorf("got %q, want a sampling error", text(t, res))
+			if got := text(t, res); got != "decline" {
+				t.Errorf("elicit: got %q, want decline", got)
+			}
+			// Without an observer that samples, the upstream gets an error.
+			res, err = p.CallTool(ctx, "up", callReq("sample", map[string]any{"text": "q"}), nil)
+			if err == nil && !res.IsError {
+				t.Errorf("got %q, want an error", text(t, res))
 			}
 		})
 	}
@@ -500,7 +508,7 @@ func newHangingServer(t *testing.T, release chan struct{}) string {
 func TestHealth(t *testing.T) {
 	f := newFake(t, "sse")
 	empty := newFake(t, "http")
-	for _, name := range []string{"echo", "headers", "progress", "log", "hang", "sample"} {
+	for _, name := range []string{"echo", "headers", "progress", "log", "hang", "sample", "elicit"} {
 		empty.mcpServer().DeleteTools(name)
 	}
 	dead := newFake(t, "http")
@@ -518,8 +526,8 @@ func TestHealth(t *testing.T) {
 		return h["up"].Healthy && h["empty"].Healthy && !h["dead"].CheckedAt.IsZero()
 	})
 	h := p.Health()
-	if h["up"].Tools != 6 {
-		t.Errorf("up: got %+v, want 6 tools", h["up"])
+	if h["up"].Tools != 7 {
+		t.Errorf("up: got %+v, want 7 tools", h["up"])
 	}
 	if h["empty"].Tools != 0 || h["empty"].Err != "" {
 		t.Errorf("empty: got %+v, want healthy with zero tools", h["empty"])
@@ -548,13 +556,12 @@ func TestHealth(t *testing.T) {
 
 func TestListChanged(t *testing.T) {
 	for _, v := range variants {
-		if v.protocol == ProtocolAuto {
-			continue // no GET stream: documented limitation
-		}
 		t.Run(v.name, func(t *testing.T) {
 			f := newFake(t, v.kind)
-			got := make(chan string, 4)
-			p := newPool(t, Config{OnListChanged: func(server, method string) { got <- server + " " + method }}, f.spec("up"))
+			got := make(chan string, 64)
+			spec := f.spec("up")
+			spec.Protocol = v.protocol
+			p := newPool(t, Config{OnListChanged: func(server, method string) { got <- server + " " + method }}, spec)
 			if _, err := p.ListTools(context.Background(), "up"); err != nil {
 				t.Fatal(err)
 			}
