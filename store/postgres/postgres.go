@@ -47,9 +47,9 @@ func NewWithConfig(cfg *pgxpool.Config) *DB { return &DB{cfg: cfg} }
 
 func (db *DB) now() time.Time {
 	if db.Now != nil {
-		return db.Now().UTC()
+		return db.Now().UTC().Truncate(time.Microsecond)
 	}
-	return time.Now().UTC()
+	return time.Now().UTC().Truncate(time.Microsecond)
 }
 
 // Open connects and applies pending migrations.
