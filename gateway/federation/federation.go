@@ -112,7 +112,9 @@ type Config struct {
 // Tool is a federated tool as shown to a caller.
 type Tool struct {
 	// Tool is the definition shown downstream (Name is the federated name;
-	// _meta carries MetaServer and MetaName).
+	// _meta carries MetaServer and MetaName). Its schemas are pre-encoded in
+	// RawInputSchema and RawOutputSchema (json.Marshal(Tool) gives the wire
+	// form); InputSchema and OutputSchema are empty.
 	Tool mcp.Tool
 	// Server is the upstream server name and Original its tool name.
 	Server, Original string

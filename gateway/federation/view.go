@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
 	"sync"
@@ -99,6 +100,7 @@ func (st *serverState) tools(items []mcp.Tool, gen uint64) *toolView {
 			plain.Description = d
 		}
 		plain.Meta = withMeta(t.Meta, name, orig)
+		preEncodeSchemas(&plain)
 		prefixed := plain
 		prefixed.Name = federatedName(name, plain.Name)
 		if _, dup := v.byPlain[plain.Name]; dup {
@@ -116,6 +118,22 @@ func (st *serverState) tools(items []mcp.Tool, gen uint64) *toolView {
 	}
 	st.toolView.Store(v)
 	return v
+}
+
+// preEncodeSchemas encodes a tool's schemas once, into RawInputSchema and
+// RawOutputSchema, so that listing does not re-encode them every time (the
+// structured fields are cleared, as mcp.Tool allows only one of each).
+func preEncodeSchemas(t *mcp.Tool) {
+	if t.RawInputSchema == nil {
+		if b, err := json.Marshal(t.InputSchema); err == nil {
+			t.RawInputSchema, t.InputSchema = b, mcp.ToolInputSchema{}
+		}
+	}
+	if t.RawOutputSchema == nil && t.OutputSchema.Type != "" {
+		if b, err := json.Marshal(t.OutputSchema); err == nil {
+			t.RawOutputSchema, t.OutputSchema = b, mcp.ToolOutputSchema{}
+		}
+	}
 }
 
 func (st *serverState) prompts(items []mcp.Prompt, gen uint64) *promptView {

@@ -1,0 +1,139 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/toolgate/toolgate/gateway/upstream"
+)
+
+// p50 reports the median of ds (in ms) under name.
+func p50(b *testing.B, name string, ds []time.Duration) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	ms := float64(ds[len(ds)/2]) / float64(time.Millisecond)
+	b.ReportMetric(ms, name)
+	return ms
+}
+
+// BenchmarkToolsListCached lists 50 upstreams x 20 tools from the cache,
+// through REST (f.ListTools) and over MCP (tools/list, 2026-07-28, HTTP).
+func BenchmarkToolsListCached(b *testing.B) {
+	u := newFake()
+	var servers []Server
+	for i := range 50 {
+		name := fmt.Sprintf("server%02d", i)
+		var tools []string
+		for j := range 20 {
+			tools = append(tools, fmt.Sprintf("tool_%02d", j))
+		}
+		u.setTools(name, tools...)
+		servers = append(servers, Server{Name: name})
+	}
+	f, ts := newTestFederation(b, u, Config{}, servers...)
+	ctx := context.Background()
+	if tools, missing, _ := f.ListTools(ctx, nil); len(tools) != 1000 || len(missing) > 0 {
+		b.Fatalf("warm-up: %d tools, missing %v", len(tools), missing)
+	}
+	b.Run("rest", func(b *testing.B) {
+		ds := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		for b.Loop() {
+			start := time.Now()
+			tools, _, _ := f.ListTools(ctx, nil)
+			ds = append(ds, time.Since(start))
+			if len(tools) != 1000 {
+				b.Fatal(len(tools))
+			}
+		}
+		p50(b, "p50-ms", ds)
+	})
+	b.Run("mcp-server", func(b *testing.B) {
+		// The gateway side only: a raw 2025-11-25 POST, response discarded.
+		c := dial(b, ts.URL+"/mcp", legacy, "p", nil)
+		id := c.GetSessionId()
+		ds := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		for b.Loop() {
+			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Mcp-Session-Id", id)
+			req.Header.Set("Mcp-Protocol-Version", mcp.ProtocolVersion20251125)
+			req.Header.Set("X-Test-Principal", "p")
+			start := time.Now()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ds = append(ds, time.Since(start))
+			if resp.StatusCode != http.StatusOK || n < 1000 {
+				b.Fatal(resp.Status, n)
+			}
+		}
+		p50(b, "p50-ms", ds)
+	})
+	b.Run("mcp-client", func(b *testing.B) {
+		c := dial(b, ts.URL+"/mcp", modern, "p", nil)
+		ds := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		for b.Loop() {
+			start := time.Now()
+			res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+			ds = append(ds, time.Since(start))
+			if err != nil || len(res.Tools) != 1000 {
+				b.Fatal(err)
+			}
+		}
+		p50(b, "p50-ms", ds)
+	})
+}
+
+// BenchmarkToolsCall calls the same upstream tool directly and through the
+// federation (real pool, HTTP both hops), alternating, and reports both
+// medians, the added latency and the ratio.
+func BenchmarkToolsCall(b *testing.B) {
+	up := realUpstream(b, "a")
+	_, ts := realFederation(b, Config{}, upstream.Spec{Name: "a", URL: up.URL})
+	for _, e := range []era{modern, legacy} {
+		b.Run(e.String(), func(b *testing.B) {
+			direct := dial(b, up.URL, e, "p", nil)
+			fed := dial(b, ts.URL+"/mcp", e, "p", nil)
+			call := func(c *client.Client, name string) time.Duration {
+				req := mcp.CallToolRequest{}
+				req.Params.Name = name
+				req.Params.Arguments = map[string]any{"message": "hi"}
+				start := time.Now()
+				if _, err := c.CallTool(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			call(fed, "a-echo") // warm the caches and connections
+			var dd, fd []time.Duration
+			for b.Loop() {
+				dd = append(dd, call(direct, "echo"))
+				fd = append(fd, call(fed, "a-echo"))
+			}
+			d := p50(b, "direct-p50-ms", dd)
+			f := p50(b, "federated-p50-ms", fd)
+			b.ReportMetric(f-d, "added-p50-ms")
+			if d > 0 {
+				b.ReportMetric(f/d, "ratio")
+			}
+		})
+	}
+}
