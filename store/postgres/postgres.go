@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/toolgate/toolgate/store"
 )
 
 //go:embed migrations/*.sql
@@ -28,9 +30,13 @@ type DB struct {
 	cfg  *pgxpool.Config
 	pool *pgxpool.Pool
 
-	// Now returns the current time. If nil, time.Now is used. Tests replace it.
+	// Now returns the current time. If nil, time.Now is used. Tests replace it. Times the
+	// store assigns are truncated to microseconds, the precision of timestamptz, so that what
+	// a Create reports equals what a read returns.
 	Now func() time.Time
 }
+
+var _ store.Store = (*DB)(nil)
 
 // New parses a postgres:// or postgresql:// URL. It does no I/O.
 func New(url string) (*DB, error) {

@@ -77,3 +77,9 @@ func TestMigrateTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func BenchmarkReserveSettle(b *testing.B) {
+	newStore := func(tb testing.TB) store.Store { return newDB(tb) }
+	b.Run("serial", func(b *testing.B) { storetest.BenchReserveSettle(b, newStore, false) })
+	b.Run("parallel", func(b *testing.B) { storetest.BenchReserveSettle(b, newStore, true) })
+}

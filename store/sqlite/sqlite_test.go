@@ -46,3 +46,10 @@ func TestMemory(t *testing.T) {
 		t.Fatalf("Setting: got %q, %v, want %q", v, err, "b")
 	}
 }
+
+func BenchmarkReserveSettle(b *testing.B) {
+	b.Run("serial", func(b *testing.B) { storetest.BenchReserveSettle(b, newStoreTB, false) })
+	b.Run("parallel", func(b *testing.B) { storetest.BenchReserveSettle(b, newStoreTB, true) })
+}
+
+func newStoreTB(tb testing.TB) store.Store { return newStore(tb) }
