@@ -360,12 +360,6 @@ func runMCPGo(ctx context.Context, era mcpGoEra, t target) outcomes {
 	var tr transport.Interface
 	var err error
 	if t.Transport == "sse" {
-		if era == eraModern {
-			for _, op := range allOps {
-				res[op] = outcome{NA: true, Detail: "2026-07-28 has no HTTP+SSE transport"}
-			}
-			return res
-		}
 		tr, err = transport.NewSSE(t.URL, transport.WithHeaders(t.Headers))
 	} else {
 		tr, err = transport.NewStreamableHTTP(t.URL, transport.WithHTTPHeaders(t.Headers))
