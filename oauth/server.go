@@ -174,19 +174,19 @@ func (s *Server) endpoint(name string) string { return s.issuer + "/" + name }
 
 // AuthServerMetadata is an RFC 8414 authorization server metadata document.
 type AuthServerMetadata struct {
-	Issuer                                 string   `json:"issuer"`
-	AuthorizationEndpoint                  string   `json:"authorization_endpoint"`
-	TokenEndpoint                          string   `json:"token_endpoint"`
-	RegistrationEndpoint                   string   `json:"registration_endpoint,omitempty"`
-	ScopesSupported                        []string `json:"scopes_supported,omitempty"`
-	ResponseTypesSupported                 []string `json:"response_types_supported"`
-	ResponseModesSupported                 []string `json:"response_modes_supported,omitempty"`
-	GrantTypesSupported                    []string `json:"grant_types_supported,omitempty"`
-	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported,omitempty"`
-	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
-	AuthorizationResponseIssParameter      bool     `json:"authorization_response_iss_parameter_supported"`
-	ClientIDMetadataDocumentSupported      bool     `json:"client_id_metadata_document_supported,omitempty"`
-	ResourceIndicatorsSupported            bool     `json:"resource_indicators_supported,omitempty"`
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
+	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported,omitempty"`
+	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseIssParameter bool     `json:"authorization_response_iss_parameter_supported"`
+	ClientIDMetadataDocumentSupported bool     `json:"client_id_metadata_document_supported,omitempty"`
+	ResourceIndicatorsSupported       bool     `json:"resource_indicators_supported,omitempty"`
 }
 
 // Metadata returns the server's RFC 8414 metadata.
