@@ -1,0 +1,323 @@
+package budget_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/toolgate/toolgate/llm/budget"
+	"github.com/toolgate/toolgate/llm/budget/budgettest"
+	"github.com/toolgate/toolgate/store"
+)
+
+var _ budget.Store = (*budgettest.Store)(nil)
+var _ budget.SpendStore = (*budgettest.Store)(nil)
+
+// backend is a budget store under test with a way to set a limit.
+type backend struct {
+	name     string
+	st       budget.Store
+	spend    budget.SpendStore
+	setLimit func(t testing.TB, ref store.BudgetRef, max float64)
+	logs     func(t testing.TB) int
+}
+
+func fakeBackend() backend {
+	s := budgettest.New()
+	return backend{name: "memory", st: s, spend: s,
+		setLimit: func(_ testing.TB, ref store.BudgetRef, max float64) { s.SetLimit(ref, &max, nil, "", nil) },
+		logs: func(t testing.TB) int {
+			l, err := s.SpendLogs(context.Background(), store.SpendFilter{Limit: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(l)
+		}}
+}
+
+func newManager(t testing.TB, st budget.Store) *budget.Manager {
+	t.Helper()
+	m, err := budget.New(budget.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// testRace runs 100 concurrent reservations against a key whose budget fits exactly n and
+// checks that exactly n are admitted and that the spend log holds exactly those.
+func testRace(t *testing.T, b backend) {
+	const total, n = 100, 37
+	const cost = 0.25
+	ref := store.BudgetRef{Scope: store.BudgetKey, ID: "race-key"}
+	b.setLimit(t, ref, n*cost)
+	m := newManager(t, b.st)
+	sl, err := budget.NewSpendLog(budget.SpendLogConfig{Store: b.spend, BatchSize: 16, Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var admitted, refused atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range total {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := m.Reserve(ctx, []store.BudgetRef{ref, {Scope: store.BudgetTeam, ID: "race-team"}}, cost)
+			var ee *budget.ExceededError
+			switch {
+			case errors.As(err, &ee):
+				if ee.Scope != store.BudgetKey || ee.ID != "race-key" {
+					t.Errorf("refused by %s %s, want key race-key", ee.Scope, ee.ID)
+				}
+				refused.Add(1)
+				return
+			case err != nil:
+				t.Error(err)
+				return
+			}
+			admitted.Add(1)
+			if err := r.Commit(ctx, cost); err != nil {
+				t.Error(err)
+			}
+			if err := sl.Write(ctx, &store.SpendLog{RequestID: r.ID + string(rune('a'+i%26)), CallType: store.CallCompletion, KeyID: ref.ID, Spend: cost, StartTime: time.Now(), EndTime: time.Now(), Status: "success"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if err := sl.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := admitted.Load(); got != n {
+		t.Errorf("admitted %d, want %d (refused %d)", got, n, refused.Load())
+	}
+	if got := b.logs(t); got != n {
+		t.Errorf("spend logs %d, want %d", got, n)
+	}
+	bs, err := b.st.Budgets(ctx, []store.BudgetRef{ref})
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("budgets: %v %v", bs, err)
+	}
+	if bs[0].Reserved > 1e-9 || bs[0].Spend > n*cost+1e-9 {
+		t.Errorf("after race: spend %v reserved %v, want spend %v reserved 0", bs[0].Spend, bs[0].Reserved, n*cost)
+	}
+}
+
+func TestReserveRace(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testRace(t, b) })
+	}
+}
+
+func TestReserveCommitRelease(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "k-" + b.name}
+			b.setLimit(t, key, 1)
+			m := newManager(t, b.st)
+
+			r, err := m.Reserve(ctx, []store.BudgetRef{key}, 0.6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A second reservation of 0.6 does not fit while the first is held.
+			if _, err := m.Reserve(ctx, []store.BudgetRef{key}, 0.6); !isExceeded(err) {
+				t.Fatalf("second reserve: got %v, want ExceededError", err)
+			}
+			if err := r.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r2, err := m.Reserve(ctx, []store.BudgetRef{key}, 0.6)
+			if err != nil {
+				t.Fatalf("after release: %v", err)
+			}
+			if err := r2.Commit(ctx, 0.9); err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.Commit(ctx, 5); err != nil { // no-op
+				t.Fatal(err)
+			}
+			_, err = m.Reserve(ctx, []store.BudgetRef{key}, 0.2)
+			var ee *budget.ExceededError
+			if !errors.As(err, &ee) {
+				t.Fatalf("got %v, want ExceededError", err)
+			}
+			if ee.Spend < 0.9-1e-9 || ee.Spend > 0.9+1e-9 || ee.MaxBudget != 1 {
+				t.Errorf("got spend %v max %v, want 0.9 and 1", ee.Spend, ee.MaxBudget)
+			}
+			if want := "Budget has been exceeded! Key=" + key.ID; len(ee.Error()) < len(want) || ee.Error()[:len(want)] != want {
+				t.Errorf("message %q, want prefix %q", ee.Error(), want)
+			}
+		})
+	}
+}
+
+func isExceeded(err error) bool {
+	var ee *budget.ExceededError
+	return errors.As(err, &ee)
+}
+
+func TestNoRefs(t *testing.T) {
+	m := newManager(t, budgettest.New())
+	r, err := m.Reserve(context.Background(), nil, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(context.Background(), 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSweepReleasesExpired(t *testing.T) {
+	st := budgettest.New()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	m, err := budget.New(budget.Config{Store: st, ReservationTTL: time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+	max := 1.0
+	st.SetLimit(key, &max, nil, "", nil)
+	r, err := m.Reserve(ctx, []store.BudgetRef{key}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if err := m.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.Budget(ctx, key)
+	if b.Reserved != 0 {
+		t.Errorf("reserved after sweep %v, want 0", b.Reserved)
+	}
+	// Settling an expired reservation still charges the spend.
+	if err := r.Commit(ctx, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = st.Budget(ctx, key)
+	if b.Spend != 0.5 || b.Reserved != 0 {
+		t.Errorf("got spend %v reserved %v, want 0.5 and 0", b.Spend, b.Reserved)
+	}
+}
+
+func TestResetDue(t *testing.T) {
+	st := budgettest.New()
+	now := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+	max := 1.0
+	due := now.Add(-time.Hour)
+	st.SetLimit(key, &max, nil, "1d", &due)
+	_ = st.Settle(ctx, "x", []store.BudgetRef{key}, 0.7)
+
+	a, _ := budget.New(budget.Config{Store: st, Holder: "a", Now: func() time.Time { return now }})
+	b, _ := budget.New(budget.Config{Store: st, Holder: "b", Now: func() time.Time { return now }})
+	if err := a.ResetDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.Budget(ctx, key)
+	if got.Spend != 0 || !got.ResetAt.Equal(due.Add(24*time.Hour)) {
+		t.Errorf("got spend %v reset %v, want 0 and %v", got.Spend, got.ResetAt, due.Add(24*time.Hour))
+	}
+	// b does not hold the lease: it must not act.
+	_ = st.Settle(ctx, "y", []store.BudgetRef{key}, 0.3)
+	past := now.Add(-time.Minute)
+	st.SetLimit(key, &max, nil, "1d", &past)
+	if err := b.ResetDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.Budget(ctx, key); got.Spend != 0.3 {
+		t.Errorf("replica without lease reset the budget: spend %v", got.Spend)
+	}
+}
+
+func TestNextReset(t *testing.T) {
+	base := time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		dur  string
+		now  time.Time
+		want time.Time
+	}{
+		{"1d", base, base.Add(24 * time.Hour)},
+		{"30s", base.Add(95 * time.Second), base.Add(120 * time.Second)},
+		{"1h", base.Add(-time.Minute), base},
+		{"1w", base, base.Add(7 * 24 * time.Hour)},
+		{"1mo", base, time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, tc := range tests {
+		got, err := budget.NextReset(tc.dur, base, tc.now)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.dur, err)
+		}
+		if !got.Equal(tc.want) {
+			t.Errorf("NextReset(%s) = %v, want %v", tc.dur, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "d", "0d", "-1d", "5x", "1.5h"} {
+		if _, _, err := budget.ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q): got nil error", bad)
+		}
+	}
+}
+
+func TestSoftBudgetAlertOncePerPeriod(t *testing.T) {
+	var mu sync.Mutex
+	var alerts []budget.Alert
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a budget.Alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		alerts = append(alerts, a)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	st := budgettest.New()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+	soft := 0.5
+	st.SetLimit(key, nil, &soft, "", nil)
+	m, _ := budget.New(budget.Config{Store: st, AlertURL: srv.URL})
+	ctx := context.Background()
+	for range 3 {
+		r, err := m.Reserve(ctx, []store.BudgetRef{key}, 0.3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Commit(ctx, 0.3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(alerts) != 1 {
+		t.Fatalf("got %d alerts, want 1", len(alerts))
+	}
+	if a := alerts[0]; a.Event != "soft_budget_crossed" || a.ID != "k" || a.SoftBudget != 0.5 {
+		t.Errorf("got %+v", a)
+	}
+}
+
+func TestToolCost(t *testing.T) {
+	c := store.MCPServerCost{DefaultCostPerQuery: 0.01, ToolNameToCostPerQuery: map[string]float64{"search": 0.05, "free": 0}}
+	for tool, want := range map[string]float64{"search": 0.05, "free": 0, "other": 0.01} {
+		if got := budget.ToolCost(c, tool); got != want {
+			t.Errorf("ToolCost(%s) = %v, want %v", tool, got, want)
+		}
+	}
+}
