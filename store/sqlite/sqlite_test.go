@@ -1,8 +1,13 @@
 package sqlite_test
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/toolgate/toolgate/store"
 	"github.com/toolgate/toolgate/store/sqlite"
@@ -25,6 +30,56 @@ func newStore(tb testing.TB) store.Store {
 
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t testing.TB) store.Store { return newStore(t) })
+}
+
+// TestTwoHandles has two DB handles on one file, as two gateway processes would: their write
+// slots are separate, so SQLite's own locking (immediate transactions, busy timeout) must keep
+// reservations exact.
+func TestTwoHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	var dbs []*sqlite.DB
+	for range 2 {
+		db, err := sqlite.New(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Open(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs = append(dbs, db)
+	}
+	ctx := t.Context()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+	limit := 12.0
+	if err := dbs[0].UpsertBudgetLimits(ctx, &store.Budget{BudgetRef: key, MaxBudget: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			err := dbs[i%2].Reserve(ctx, fmt.Sprintf("r%d", i), []store.BudgetRef{key}, 1, time.Now().Add(time.Hour))
+			var be *store.BudgetExceededError
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case !errors.As(err, &be):
+				t.Errorf("Reserve: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 12 {
+		t.Errorf("admitted through two handles: got %d, want 12", ok.Load())
+	}
+	b, err := dbs[1].Budget(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reserved != 12 {
+		t.Errorf("reserved: got %v, want 12", b.Reserved)
+	}
 }
 
 func TestMemory(t *testing.T) {

@@ -338,4 +338,68 @@ func testBudget(t *testing.T, newStore NewStore) {
 			}
 		}
 	})
+
+	t.Run("ReserveRaceOrders", func(t *testing.T) {
+		// Callers name the same budgets in different orders; none may deadlock or fail, and
+		// the tightest budget admits exactly what fits.
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		const callers, fits = 40, 7
+		setMax(t, s, refTeam, fits)
+		orders := [][]store.BudgetRef{
+			{refKey, refUser, refTeam},
+			{refTeam, refUser, refKey},
+			{refUser, refTeam, refKey},
+		}
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				err := s.Reserve(ctx, fmt.Sprintf("o-%d", i), orders[i%len(orders)], 1, time.Now().Add(time.Hour))
+				var be *store.BudgetExceededError
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.As(err, &be):
+					if (store.BudgetRef{Scope: be.Scope, ID: be.ID}) != refTeam {
+						t.Errorf("refused by %s %s, want %v", be.Scope, be.ID, refTeam)
+					}
+				default:
+					t.Errorf("Reserve: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if ok.Load() != fits {
+			t.Errorf("admitted: got %d, want %d", ok.Load(), fits)
+		}
+		for _, ref := range []store.BudgetRef{refKey, refUser, refTeam} {
+			diff(t, string(ref.Scope), spendOf(t, s, ref), [2]float64{0, fits})
+		}
+	})
+
+	t.Run("SettleConcurrent", func(t *testing.T) {
+		// Concurrent settlements never lose an update.
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		const callers = 30
+		refs := []store.BudgetRef{refKey, refTeam}
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				id := fmt.Sprintf("s-%d", i)
+				if err := s.Reserve(ctx, id, refs, 1, time.Now().Add(time.Hour)); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.Settle(ctx, id, refs, 0.5); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, ref := range refs {
+			diff(t, string(ref.Scope), spendOf(t, s, ref), [2]float64{callers * 0.5, 0})
+		}
+	})
 }
