@@ -68,7 +68,7 @@ type BudgetStore interface {
 	// DueBudgets returns budgets whose ResetAt is not after now.
 	DueBudgets(ctx context.Context, now time.Time) ([]*Budget, error)
 	// ResetBudget sets Spend to 0 and ResetAt to next, but only if ResetAt still equals
-	// expect (compare-and-set). It reports whether it reset.
+	// expect (compare-and-set). It reports whether it reset; a missing budget is not reset.
 	ResetBudget(ctx context.Context, ref BudgetRef, expect time.Time, next time.Time) (bool, error)
 
 	// AcquireLease takes or renews the named lease for holder until now+ttl. It succeeds when
@@ -145,9 +145,9 @@ type Model struct {
 
 // ModelStore persists API-added LLM deployments.
 type ModelStore interface {
-	CreateModel(ctx context.Context, m *Model) error // duplicate ID: ErrConflict
-	Model(ctx context.Context, id string) (*Model, error)
-	Models(ctx context.Context) ([]*Model, error) // ordered by ModelName, then ID
-	UpdateModel(ctx context.Context, m *Model) error
-	DeleteModel(ctx context.Context, id string) error
+	CreateModel(ctx context.Context, m *Model) error      // assigns ID when empty; duplicate ID: ErrConflict
+	Model(ctx context.Context, id string) (*Model, error) // or ErrNotFound
+	Models(ctx context.Context) ([]*Model, error)         // ordered by ModelName, then ID
+	UpdateModel(ctx context.Context, m *Model) error      // all fields but CreatedBy, CreatedAt; unknown: ErrNotFound
+	DeleteModel(ctx context.Context, id string) error     // unknown: ErrNotFound
 }

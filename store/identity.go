@@ -156,18 +156,24 @@ type IdentityStore interface {
 	// DeleteKey removes the key, its grace hashes and its Budget row. Unknown: ErrNotFound.
 	DeleteKey(ctx context.Context, id string) error
 
-	CreateUser(ctx context.Context, u *User) error // duplicate ID or non-empty Email: ErrConflict
-	User(ctx context.Context, id string) (*User, error)
+	// CreateUser inserts u, assigning ID (when empty), CreatedAt and UpdatedAt, and setting an
+	// empty Role to RoleInternalUser. Duplicate ID or non-empty Email: ErrConflict.
+	CreateUser(ctx context.Context, u *User) error
+	User(ctx context.Context, id string) (*User, error)            // or ErrNotFound
 	Users(ctx context.Context, limit, offset int) ([]*User, error) // ordered by ID; limit 0: all
+	// UpdateUser replaces the user with ID u.ID (all fields but CreatedAt and Spend).
+	// Unknown: ErrNotFound; Email taken: ErrConflict.
 	UpdateUser(ctx context.Context, u *User) error
 	// DeleteUser removes the user, their team memberships, their keys and Budget rows.
+	// Unknown: ErrNotFound.
 	DeleteUser(ctx context.Context, id string) error
 
-	CreateTeam(ctx context.Context, t *Team) error // duplicate ID: ErrConflict
-	Team(ctx context.Context, id string) (*Team, error)
+	CreateTeam(ctx context.Context, t *Team) error            // assigns ID when empty; duplicate ID: ErrConflict
+	Team(ctx context.Context, id string) (*Team, error)       // or ErrNotFound
 	Teams(ctx context.Context, orgID string) ([]*Team, error) // orgID "" means all; ordered by ID
-	UpdateTeam(ctx context.Context, t *Team) error
+	UpdateTeam(ctx context.Context, t *Team) error            // all fields but CreatedAt, Spend; unknown: ErrNotFound
 	// DeleteTeam removes the team, its memberships, its keys and their Budget rows.
+	// Unknown: ErrNotFound.
 	DeleteTeam(ctx context.Context, id string) error
 
 	// AddTeamMember adds m. Unknown team or user: ErrNotFound; already a member: ErrConflict.
@@ -181,11 +187,12 @@ type IdentityStore interface {
 	// Memberships returns the teams a user belongs to, ordered by TeamID.
 	Memberships(ctx context.Context, userID string) ([]*TeamMember, error)
 
-	CreateOrg(ctx context.Context, o *Org) error // duplicate ID: ErrConflict
-	Org(ctx context.Context, id string) (*Org, error)
-	Orgs(ctx context.Context) ([]*Org, error) // ordered by ID
-	UpdateOrg(ctx context.Context, o *Org) error
-	// DeleteOrg removes the org. Teams still in it: ErrConflict.
+	CreateOrg(ctx context.Context, o *Org) error      // assigns ID when empty; duplicate ID: ErrConflict
+	Org(ctx context.Context, id string) (*Org, error) // or ErrNotFound
+	Orgs(ctx context.Context) ([]*Org, error)         // ordered by ID
+	UpdateOrg(ctx context.Context, o *Org) error      // all fields but CreatedAt, Spend; unknown: ErrNotFound
+	// DeleteOrg removes the org and its Budget row. Unknown: ErrNotFound; teams still in it:
+	// ErrConflict.
 	DeleteOrg(ctx context.Context, id string) error
 }
 
@@ -208,10 +215,12 @@ type Toolset struct {
 
 // ToolsetStore persists toolsets.
 type ToolsetStore interface {
-	CreateToolset(ctx context.Context, t *Toolset) error // duplicate Name: ErrConflict
-	Toolset(ctx context.Context, id string) (*Toolset, error)
-	ToolsetByName(ctx context.Context, name string) (*Toolset, error)
-	Toolsets(ctx context.Context) ([]*Toolset, error) // ordered by Name
+	CreateToolset(ctx context.Context, t *Toolset) error              // assigns ID when empty; duplicate ID or Name: ErrConflict
+	Toolset(ctx context.Context, id string) (*Toolset, error)         // or ErrNotFound
+	ToolsetByName(ctx context.Context, name string) (*Toolset, error) // or ErrNotFound
+	Toolsets(ctx context.Context) ([]*Toolset, error)                 // ordered by Name
+	// UpdateToolset replaces Name, Description and Tools. Unknown: ErrNotFound; name taken:
+	// ErrConflict.
 	UpdateToolset(ctx context.Context, t *Toolset) error
-	DeleteToolset(ctx context.Context, id string) error
+	DeleteToolset(ctx context.Context, id string) error // unknown: ErrNotFound
 }
