@@ -22,8 +22,13 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// migrationLock is the pg_advisory_lock key that serializes migrations across replicas.
+// migrationLock is the pg_advisory_lock key that serializes migrations across replicas. It is
+// combined with the schema (see lockKey), so that databases in different schemas, such as
+// parallel tests, migrate independently.
 const migrationLock = 0x746f6f6c67617465 // "toolgate"
+
+// lockKey is the advisory lock key of the current schema's migrations.
+const lockKey = `($1::bigint # hashtextextended(current_schema(), 0))`
 
 // DB is a store.Store backed by PostgreSQL. Create it with New, then Open it.
 type DB struct {
@@ -85,10 +90,10 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+lockKey+`)`, int64(migrationLock)); err != nil {
 		return fmt.Errorf("lock migrations: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKey+`)`, int64(migrationLock))
 
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version TEXT PRIMARY KEY,
