@@ -159,21 +159,46 @@ func (db *DB) Reserve(ctx context.Context, id string, refs []store.BudgetRef, am
 		if pgCode(err) != "TG001" {
 			return mapErr(what, err)
 		}
-		// Refused. Name the first budget in refs order that does not fit now; if a concurrent
-		// settle made room meanwhile, try again.
-		list, err := db.Budgets(ctx, refs)
+		// Refused. Name the first budget in refs order that does not fit now (compared in SQL,
+		// in exact numeric); if a concurrent settle made room meanwhile, try again.
+		be, err := db.refusal(ctx, refs, amount)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		for _, b := range list {
-			if b.MaxBudget != nil && b.Spend+b.Reserved+amount > *b.MaxBudget {
-				return &store.BudgetExceededError{Scope: b.Scope, ID: b.ID, MaxBudget: *b.MaxBudget, Spend: b.Spend, Reserved: b.Reserved}
-			}
+		if be != nil {
+			return be
 		}
 		if attempt >= 3 {
 			return fmt.Errorf("%s: refused, but every budget fits when read back", what)
 		}
 	}
+}
+
+// refusal returns the first budget among refs that amount does not fit, or nil.
+func (db *DB) refusal(ctx context.Context, refs []store.BudgetRef, amount float64) (*store.BudgetExceededError, error) {
+	scopes, ids := splitRefs(refs)
+	rows, err := db.pool.Query(ctx, `SELECT r.n, b.scope, b.id, b.max_budget::float8, b.spend::float8, b.reserved::float8
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, i, n)
+		JOIN budgets b ON b.scope = r.s AND b.id = r.i
+		WHERE b.max_budget IS NOT NULL AND b.spend + b.reserved + $3::numeric > b.max_budget
+		ORDER BY r.n LIMIT 1`, scopes, ids, amount)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	var (
+		n     int64
+		scope string
+		e     store.BudgetExceededError
+	)
+	if err := rows.Scan(&n, &scope, &e.ID, &e.MaxBudget, &e.Spend, &e.Reserved); err != nil {
+		return nil, err
+	}
+	e.Scope = store.BudgetScope(scope)
+	return &e, nil
 }
 
 // settleSQL closes a reservation in one statement: it deletes the reservation, takes its
