@@ -110,11 +110,8 @@ func testIdentity(t *testing.T, newStore NewStore) {
 			{TokenHash: "c", UserID: "u2", TeamID: "t1", OrgID: "o2", CreatedBy: "u2"},
 			{TokenHash: "d", UserID: "u2", CreatedBy: "admin"},
 		}
-		var keys []*store.Key
 		for i := range specs {
-			k := specs[i]
-			must(t, s.CreateKey(ctx, &k))
-			keys = append(keys, &k)
+			must(t, s.CreateKey(ctx, &specs[i]))
 		}
 		tests := []struct {
 			name string
@@ -144,7 +141,6 @@ func testIdentity(t *testing.T, newStore NewStore) {
 				diff(t, "keys", hashes, tc.want)
 			})
 		}
-		_ = keys
 	})
 
 	t.Run("UpdateKey", func(t *testing.T) {
