@@ -250,9 +250,6 @@ type gateway struct {
 	proc *proc  // nil when in-process
 }
 
-// authHeader is the header line clients send.
-func (g *gateway) authHeader() string { return "Authorization: Bearer " + g.key }
-
 // startGateway starts toolgate with ups as config-file servers and an SQLite store in dir:
 // the binary in $TOOLGATE_BIN (`toolgate serve --config`), else in-process through
 // gateway.New (the same wiring, and the race detector sees it).
