@@ -105,10 +105,11 @@ func testIdentity(t *testing.T, newStore NewStore) {
 		t.Parallel()
 		s, ctx := newStore(t), t.Context()
 		specs := []store.Key{
-			{TokenHash: "a", UserID: "u1", TeamID: "t1", OrgID: "o1", CreatedBy: "u1", KeyAlias: "ka"},
-			{TokenHash: "b", UserID: "u1", TeamID: "t2", OrgID: "o1", CreatedBy: "admin"},
-			{TokenHash: "c", UserID: "u2", TeamID: "t1", OrgID: "o2", CreatedBy: "u2"},
-			{TokenHash: "d", UserID: "u2", CreatedBy: "admin"},
+			// IDs in creation order, so that equal CreatedAt (coarse clocks) keeps the order.
+			{ID: "1", TokenHash: "a", UserID: "u1", TeamID: "t1", OrgID: "o1", CreatedBy: "u1", KeyAlias: "ka"},
+			{ID: "2", TokenHash: "b", UserID: "u1", TeamID: "t2", OrgID: "o1", CreatedBy: "admin"},
+			{ID: "3", TokenHash: "c", UserID: "u2", TeamID: "t1", OrgID: "o2", CreatedBy: "u2"},
+			{ID: "4", TokenHash: "d", UserID: "u2", CreatedBy: "admin"},
 		}
 		for i := range specs {
 			must(t, s.CreateKey(ctx, &specs[i]))
