@@ -11,7 +11,7 @@ import (
 )
 
 // t0 is a fixed instant with whole seconds, which every backend stores exactly.
-var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+var t0 = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
 func ptr[T any](v T) *T { return &v }
 
