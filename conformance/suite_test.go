@@ -243,6 +243,11 @@ func TestConformanceSuite(t *testing.T) {
 			"against mcp-go v1.2.1's `examples/conformance` fixture, directly and through toolgate's single-server route " +
 			"`/mcp/fixture` (keyless opt-in; gateway: " + gatewayKind() + "). Each side ran the whole suite " + strconv.Itoa(runs) + " times; " +
 			"scenarios in `expected-failures.yml` were rerun alone up to " + strconv.Itoa(extra) + " more times.\n\n" + table
+		if len(problems) > 0 {
+			doc += "\nProblems (the run failed):\n\n- " + strings.Join(problems, "\n- ") + "\n"
+		} else {
+			doc += "\nNo scenario is worse through toolgate than direct.\n"
+		}
 		if err := os.WriteFile(filepath.Join(n.dir, "CONFORMANCE.md"), []byte(doc), 0o644); err != nil {
 			t.Error(err)
 		}
