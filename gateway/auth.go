@@ -57,7 +57,6 @@ var builtinRules = []routeRule{
 	{"/health/readiness/details", false, classUser},
 	{"/.well-known", true, classPublic},
 	{"/mcp", true, classMCP},
-	{"/sse", true, classMCP},
 	{"/mcp-rest", true, classUser},
 	{"/v1/mcp/tools", false, classUser},
 	{"/v1", true, classAdmin},
@@ -73,7 +72,7 @@ func (s *Server) addRouteRule(path string, prefix bool, class routeClass) {
 
 // classify returns the class of a request path. It looks only at the path from the request
 // line, never at Host. Exact rules win over prefix rules, longer prefixes over shorter;
-// /{name}/mcp and /{name}/sse are MCP routes; everything else, and any path that is not in
+// /{name}/mcp is an MCP route; everything else, and any path that is not in
 // clean form, is admin-only (fail closed).
 func (s *Server) classify(r *http.Request) routeClass {
 	p := r.URL.Path
@@ -101,9 +100,6 @@ func (s *Server) classify(r *http.Request) routeClass {
 	if name, ok := ownServerRoute(p); ok && name != "" {
 		return classMCP
 	}
-	if segs := strings.Split(strings.Trim(p, "/"), "/"); len(segs) == 2 && segs[1] == "sse" {
-		return classMCP
-	}
 	return classAdmin
 }
 
@@ -124,7 +120,7 @@ func ownServerRoute(p string) (string, bool) {
 		return "", false
 	}
 	switch {
-	case segs[0] == "mcp" && segs[1] != "mcp" && !strings.Contains(segs[1], ","):
+	case segs[0] == "mcp" && segs[1] != "mcp" && segs[1] != "sse" && !strings.Contains(segs[1], ","):
 		return segs[1], true
 	case segs[1] == "mcp" && segs[0] != "mcp" && segs[0] != "v1":
 		return segs[0], true

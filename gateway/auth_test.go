@@ -118,7 +118,7 @@ func TestKeyCacheInvalidation(t *testing.T) {
 // TestRouteClassification pins that only the request line's path decides, segment-wise.
 func TestRouteClassification(t *testing.T) {
 	g := newTestGateway(t, nil)
-	g.s.addRouteRule("/key/generate", false, classUser)
+	g.s.addRouteRule("/zz/exact", false, classUser)
 	tests := []struct {
 		path string
 		want routeClass
@@ -143,12 +143,13 @@ func TestRouteClassification(t *testing.T) {
 		{"/mcp/a,b", classMCP},
 		{"/mcpx", classAdmin},
 		{"/github/mcp", classMCP},
-		{"/github/sse", classMCP},
-		{"/sse", classMCP},
+		{"/github/sse", classAdmin},
+		{"/mcp/sse", classMCP},
+		{"/mcp/sse/messages", classMCP},
 		{"/mcp-rest/tools/list", classUser},
-		{"/key/generate", classUser},
-		{"/key/generate/x", classAdmin},
-		{"/key/delete", classAdmin},
+		{"/zz/exact", classUser},
+		{"/zz/exact/x", classAdmin},
+		{"/zz/other", classAdmin},
 		{"//health/liveliness", classAdmin},
 		{"/metrics", classAdmin},
 		{"/", classAdmin},

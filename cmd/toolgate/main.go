@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -113,4 +112,3 @@ func migrate(ctx context.Context, cfg Config) error {
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-var errClosed = errors.New("toolgate: closed")

@@ -59,11 +59,7 @@ func parseDatabaseURL(u string) (string, string, error) {
 
 // sqlitePath turns sqlite:PATH, sqlite://PATH and sqlite:///abs into a file path.
 func sqlitePath(dsn string) string {
-	p := strings.TrimPrefix(dsn, "sqlite:")
-	if strings.HasPrefix(p, "//") {
-		p = strings.TrimPrefix(p, "//")
-	}
-	return p
+	return strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
 }
 
 // redactDSN hides a password in a database URL.
