@@ -152,21 +152,18 @@ func (db *DB) Reserve(ctx context.Context, id string, refs []store.BudgetRef, am
 		if len(refs) == 0 {
 			return nil
 		}
-		values, refArgs := refValues(refs)
-		ins := strings.Repeat("(?, ?, ?), ", len(refs))
-		insArgs := make([]any, 0, 3*len(refs))
+		// One upsert: missing rows are created (no limit, so the amount fits); existing rows
+		// take the amount only where it fits. RETURNING names the rows that took it.
+		ins := strings.Repeat("(?, ?, ?, ?), ", len(refs))
+		args := make([]any, 0, 4*len(refs)+1)
 		for _, r := range refs {
-			insArgs = append(insArgs, string(r.Scope), r.ID, now)
+			args = append(args, string(r.Scope), r.ID, amount, now)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO budgets (scope, id, updated_at) VALUES `+
-			strings.TrimSuffix(ins, ", ")+` ON CONFLICT (scope, id) DO NOTHING`, insArgs...); err != nil {
-			return mapErr(what, err)
-		}
-		args := append([]any{amount, now}, refArgs...)
-		args = append(args, amount, epsilon)
-		rows, err := tx.QueryContext(ctx, `UPDATE budgets SET reserved = reserved + ?, updated_at = ?
-			WHERE (scope, id) IN (VALUES `+values+`)
-			  AND (max_budget IS NULL OR spend + reserved + ? <= max_budget + ?)
+		args = append(args, epsilon)
+		rows, err := tx.QueryContext(ctx, `INSERT INTO budgets AS b (scope, id, reserved, updated_at)
+			VALUES `+strings.TrimSuffix(ins, ", ")+`
+			ON CONFLICT (scope, id) DO UPDATE SET reserved = b.reserved + excluded.reserved, updated_at = excluded.updated_at
+			WHERE b.max_budget IS NULL OR b.spend + b.reserved + excluded.reserved <= b.max_budget + ?
 			RETURNING scope, id`, args...)
 		if err != nil {
 			return mapErr(what, err)
@@ -189,7 +186,7 @@ func (db *DB) Reserve(ctx context.Context, id string, refs []store.BudgetRef, am
 		if len(ok) == len(refs) {
 			return nil
 		}
-		// Rows that refused were left unchanged by the UPDATE: report the first in refs order.
+		// Rows that refused were left unchanged: report the first in refs order.
 		for _, r := range refs {
 			if ok[r] {
 				continue
