@@ -1,0 +1,550 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// anthropicVersion is the Messages API version sent in anthropic-version.
+const anthropicVersion = "2023-06-01"
+
+// anthropicDefaultMaxTokens is sent when the request sets no max_tokens: the Messages API
+// requires one.
+const anthropicDefaultMaxTokens = 4096
+
+// anthropic translates chat completions to and from Anthropic's Messages API, tools and
+// streaming included.
+type anthropic struct {
+	client *http.Client
+}
+
+func (p *anthropic) endpoint(d *Deployment) string {
+	base := strings.TrimRight(d.APIBase, "/")
+	if base == "" {
+		base = "https://api.anthropic.com"
+	}
+	if strings.HasSuffix(base, "/v1/messages") {
+		return base
+	}
+	if strings.HasSuffix(base, "/v1") {
+		return base + "/messages"
+	}
+	return base + "/v1/messages"
+}
+
+func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error) {
+	if kind != callChat {
+		return nil, &requestError{status: http.StatusBadRequest, param: "model", msg: fmt.Sprintf("model %s does not support %s", d.ModelName, kind)}
+	}
+	req, err := toAnthropic(body, stream)
+	if err != nil {
+		return nil, &requestError{status: http.StatusBadRequest, param: "messages", msg: err.Error()}
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	h := make(http.Header, 4)
+	h.Set("x-api-key", d.APIKey)
+	h.Set("anthropic-version", anthropicVersion)
+	resp, err := post(ctx, p.client, p.endpoint(d), h, b)
+	if err != nil {
+		return nil, err
+	}
+	if stream {
+		return &result{stream: &anthropicStream{body: resp.Body, sse: newSSEReader(resp.Body), model: d.ModelName, created: time.Now().Unix()}}, nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &UpstreamError{Err: err}
+	}
+	var m anthropicMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable Anthropic answer"}
+	}
+	out, u := fromAnthropic(&m, d.ModelName)
+	ob, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return &result{body: ob, usage: u}, nil
+}
+
+// OpenAI request shapes (only what translation reads).
+type oaMessage struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name,omitempty"`
+	ToolCalls  []oaToolCall    `json:"tool_calls,omitempty"`
+	ToolCallID string          `json:"tool_call_id,omitempty"`
+}
+
+type oaToolCall struct {
+	Index    *int   `json:"index,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+type oaPart struct {
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	ImageURL struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+}
+
+type oaTool struct {
+	Type     string `json:"type"`
+	Function struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Parameters  json.RawMessage `json:"parameters,omitempty"`
+	} `json:"function"`
+}
+
+// Anthropic shapes.
+type anBlock struct {
+	Type      string          `json:"type"`
+	Text      string          `json:"text,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
+	ToolUseID string          `json:"tool_use_id,omitempty"`
+	Content   any             `json:"content,omitempty"`
+	Source    *anSource       `json:"source,omitempty"`
+	Thinking  string          `json:"thinking,omitempty"`
+}
+
+type anSource struct {
+	Type      string `json:"type"`
+	MediaType string `json:"media_type,omitempty"`
+	Data      string `json:"data,omitempty"`
+	URL       string `json:"url,omitempty"`
+}
+
+type anMessage struct {
+	Role    string    `json:"role"`
+	Content []anBlock `json:"content"`
+}
+
+type anTool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	InputSchema json.RawMessage `json:"input_schema"`
+}
+
+type anRequest struct {
+	Model         string          `json:"model"`
+	Messages      []anMessage     `json:"messages"`
+	System        string          `json:"system,omitempty"`
+	MaxTokens     int64           `json:"max_tokens"`
+	Temperature   json.RawMessage `json:"temperature,omitempty"`
+	TopP          json.RawMessage `json:"top_p,omitempty"`
+	TopK          json.RawMessage `json:"top_k,omitempty"`
+	StopSequences []string        `json:"stop_sequences,omitempty"`
+	Stream        bool            `json:"stream,omitempty"`
+	Tools         []anTool        `json:"tools,omitempty"`
+	ToolChoice    map[string]any  `json:"tool_choice,omitempty"`
+	Metadata      map[string]any  `json:"metadata,omitempty"`
+}
+
+// toAnthropic translates an OpenAI chat request body to a Messages API request.
+func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, error) {
+	r := &anRequest{Stream: stream, MaxTokens: anthropicDefaultMaxTokens, Temperature: body["temperature"], TopP: body["top_p"], TopK: body["top_k"]}
+	_ = json.Unmarshal(body["model"], &r.Model)
+	for _, k := range []string{"max_completion_tokens", "max_tokens"} {
+		var n int64
+		if json.Unmarshal(body[k], &n) == nil && n > 0 {
+			r.MaxTokens = n
+		}
+	}
+	if s := body["stop"]; len(s) > 0 {
+		var one string
+		if json.Unmarshal(s, &one) == nil {
+			r.StopSequences = []string{one}
+		} else {
+			_ = json.Unmarshal(s, &r.StopSequences)
+		}
+	}
+	var user string
+	if json.Unmarshal(body["user"], &user) == nil && user != "" {
+		r.Metadata = map[string]any{"user_id": user}
+	}
+	var msgs []oaMessage
+	if err := json.Unmarshal(body["messages"], &msgs); err != nil {
+		return nil, fmt.Errorf("messages: %w", err)
+	}
+	var system []string
+	for _, m := range msgs {
+		switch m.Role {
+		case "system", "developer":
+			t, err := textOf(m.Content)
+			if err != nil {
+				return nil, err
+			}
+			system = append(system, t)
+		case "user", "assistant":
+			blocks, err := blocksOf(m.Content)
+			if err != nil {
+				return nil, err
+			}
+			for _, tc := range m.ToolCalls {
+				in := json.RawMessage(tc.Function.Arguments)
+				if len(strings.TrimSpace(tc.Function.Arguments)) == 0 || !json.Valid(in) {
+					in = json.RawMessage("{}")
+				}
+				blocks = append(blocks, anBlock{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: in})
+			}
+			r.Messages = appendMessage(r.Messages, m.Role, blocks)
+		case "tool", "function":
+			t, err := textOf(m.Content)
+			if err != nil {
+				return nil, err
+			}
+			r.Messages = appendMessage(r.Messages, "user", []anBlock{{Type: "tool_result", ToolUseID: m.ToolCallID, Content: t}})
+		default:
+			return nil, fmt.Errorf("unsupported message role %q", m.Role)
+		}
+	}
+	r.System = strings.Join(system, "\n")
+	if t := body["tools"]; len(t) > 0 {
+		var tools []oaTool
+		if err := json.Unmarshal(t, &tools); err != nil {
+			return nil, fmt.Errorf("tools: %w", err)
+		}
+		for _, tl := range tools {
+			schema := tl.Function.Parameters
+			if len(schema) == 0 || string(schema) == "null" {
+				schema = json.RawMessage(`{"type":"object","properties":{}}`)
+			}
+			r.Tools = append(r.Tools, anTool{Name: tl.Function.Name, Description: tl.Function.Description, InputSchema: schema})
+		}
+	}
+	if tc := body["tool_choice"]; len(tc) > 0 {
+		var s string
+		if json.Unmarshal(tc, &s) == nil {
+			switch s {
+			case "auto":
+				r.ToolChoice = map[string]any{"type": "auto"}
+			case "required":
+				r.ToolChoice = map[string]any{"type": "any"}
+			case "none":
+				r.ToolChoice = map[string]any{"type": "none"}
+			}
+		} else {
+			var named struct {
+				Function struct {
+					Name string `json:"name"`
+				} `json:"function"`
+			}
+			if json.Unmarshal(tc, &named) == nil && named.Function.Name != "" {
+				r.ToolChoice = map[string]any{"type": "tool", "name": named.Function.Name}
+			}
+		}
+	}
+	var parallel *bool
+	if json.Unmarshal(body["parallel_tool_calls"], &parallel) == nil && parallel != nil && !*parallel && len(r.Tools) > 0 {
+		if r.ToolChoice == nil {
+			r.ToolChoice = map[string]any{"type": "auto"}
+		}
+		r.ToolChoice["disable_parallel_tool_use"] = true
+	}
+	return r, nil
+}
+
+// appendMessage adds blocks as a message, merging into the previous message when it has
+// the same role (the Messages API wants turns to alternate).
+func appendMessage(msgs []anMessage, role string, blocks []anBlock) []anMessage {
+	if len(blocks) == 0 {
+		return msgs
+	}
+	if n := len(msgs); n > 0 && msgs[n-1].Role == role {
+		msgs[n-1].Content = append(msgs[n-1].Content, blocks...)
+		return msgs
+	}
+	return append(msgs, anMessage{Role: role, Content: blocks})
+}
+
+// textOf returns a message content's text: the string, or its text parts joined.
+func textOf(c json.RawMessage) (string, error) {
+	if len(c) == 0 || string(c) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(c, &s) == nil {
+		return s, nil
+	}
+	var parts []oaPart
+	if err := json.Unmarshal(c, &parts); err != nil {
+		return "", fmt.Errorf("message content: %w", err)
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String(), nil
+}
+
+// blocksOf translates message content to Anthropic content blocks.
+func blocksOf(c json.RawMessage) ([]anBlock, error) {
+	if len(c) == 0 || string(c) == "null" {
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(c, &s) == nil {
+		if s == "" {
+			return nil, nil
+		}
+		return []anBlock{{Type: "text", Text: s}}, nil
+	}
+	var parts []oaPart
+	if err := json.Unmarshal(c, &parts); err != nil {
+		return nil, fmt.Errorf("message content: %w", err)
+	}
+	var out []anBlock
+	for _, p := range parts {
+		switch p.Type {
+		case "text":
+			out = append(out, anBlock{Type: "text", Text: p.Text})
+		case "image_url":
+			u := p.ImageURL.URL
+			if rest, ok := strings.CutPrefix(u, "data:"); ok {
+				media, data, ok := strings.Cut(rest, ";base64,")
+				if !ok {
+					return nil, fmt.Errorf("image_url: only base64 data URLs are supported")
+				}
+				out = append(out, anBlock{Type: "image", Source: &anSource{Type: "base64", MediaType: media, Data: data}})
+			} else {
+				out = append(out, anBlock{Type: "image", Source: &anSource{Type: "url", URL: u}})
+			}
+		default:
+			return nil, fmt.Errorf("unsupported content part type %q", p.Type)
+		}
+	}
+	return out, nil
+}
+
+// anthropicMessage is a Messages API answer.
+type anthropicMessage struct {
+	ID         string    `json:"id"`
+	Model      string    `json:"model"`
+	Content    []anBlock `json:"content"`
+	StopReason string    `json:"stop_reason"`
+	Usage      anUsage   `json:"usage"`
+}
+
+type anUsage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+}
+
+func (u anUsage) openAI() Usage {
+	in := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
+	return Usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
+}
+
+func finishReason(stop string) string {
+	switch stop {
+	case "max_tokens":
+		return "length"
+	case "tool_use":
+		return "tool_calls"
+	case "":
+		return ""
+	default: // end_turn, stop_sequence, pause_turn, refusal
+		return "stop"
+	}
+}
+
+type oaChoice struct {
+	Index        int             `json:"index"`
+	Message      *oaOutMessage   `json:"message,omitempty"`
+	Delta        *oaOutMessage   `json:"delta,omitempty"`
+	FinishReason *string         `json:"finish_reason"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+}
+
+type oaOutMessage struct {
+	Role      string       `json:"role,omitempty"`
+	Content   *string      `json:"content,omitempty"`
+	Reasoning string       `json:"reasoning_content,omitempty"`
+	ToolCalls []oaToolCall `json:"tool_calls,omitempty"`
+}
+
+type oaCompletion struct {
+	ID      string     `json:"id"`
+	Object  string     `json:"object"`
+	Created int64      `json:"created"`
+	Model   string     `json:"model"`
+	Choices []oaChoice `json:"choices"`
+	Usage   *Usage     `json:"usage,omitempty"`
+}
+
+// fromAnthropic translates a Messages API answer to a chat completion.
+func fromAnthropic(m *anthropicMessage, model string) (*oaCompletion, Usage) {
+	var text strings.Builder
+	msg := &oaOutMessage{Role: "assistant"}
+	for _, b := range m.Content {
+		switch b.Type {
+		case "text":
+			text.WriteString(b.Text)
+		case "thinking":
+			msg.Reasoning += b.Thinking
+		case "tool_use":
+			tc := oaToolCall{ID: b.ID, Type: "function"}
+			tc.Function.Name = b.Name
+			tc.Function.Arguments = string(b.Input)
+			msg.ToolCalls = append(msg.ToolCalls, tc)
+		}
+	}
+	t := text.String()
+	msg.Content = &t
+	fr := finishReason(m.StopReason)
+	u := m.Usage.openAI()
+	return &oaCompletion{ID: m.ID, Object: "chat.completion", Created: time.Now().Unix(), Model: model,
+		Choices: []oaChoice{{Index: 0, Message: msg, FinishReason: &fr, Logprobs: json.RawMessage("null")}}, Usage: &u}, u
+}
+
+// anthropicStream translates Messages API events to chat.completion.chunk payloads.
+type anthropicStream struct {
+	body    io.ReadCloser
+	sse     *sseReader
+	model   string
+	created int64
+
+	id        string
+	in        anUsage
+	out       int64
+	gotUsage  bool
+	contentSz int
+	toolIdx   map[int]int // content block index -> tool call index
+	nTools    int
+	done      bool
+}
+
+type anEvent struct {
+	Type         string            `json:"type"`
+	Index        int               `json:"index"`
+	Message      *anthropicMessage `json:"message"`
+	ContentBlock *anBlock          `json:"content_block"`
+	Delta        struct {
+		Type        string `json:"type"`
+		Text        string `json:"text"`
+		Thinking    string `json:"thinking"`
+		PartialJSON string `json:"partial_json"`
+		StopReason  string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage *anUsage `json:"usage"`
+	Error *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (s *anthropicStream) chunk(delta *oaOutMessage, finish *string, u *Usage) ([]byte, error) {
+	c := oaCompletion{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model,
+		Choices: []oaChoice{{Index: 0, Delta: delta, FinishReason: finish, Logprobs: json.RawMessage("null")}}, Usage: u}
+	return json.Marshal(c)
+}
+
+func (s *anthropicStream) next() ([]byte, error) {
+	for {
+		if s.done {
+			return nil, io.EOF
+		}
+		typ, data, err := s.sse.event()
+		if err != nil {
+			return nil, err
+		}
+		var ev anEvent
+		if err := json.Unmarshal(data, &ev); err != nil {
+			continue
+		}
+		if ev.Type == "" {
+			ev.Type = typ
+		}
+		switch ev.Type {
+		case "message_start":
+			if ev.Message != nil {
+				s.id = ev.Message.ID
+				s.in = ev.Message.Usage
+				s.out = ev.Message.Usage.OutputTokens
+			}
+			empty := ""
+			return s.chunk(&oaOutMessage{Role: "assistant", Content: &empty}, nil, nil)
+		case "content_block_start":
+			if ev.ContentBlock != nil && ev.ContentBlock.Type == "tool_use" {
+				if s.toolIdx == nil {
+					s.toolIdx = map[int]int{}
+				}
+				s.toolIdx[ev.Index] = s.nTools
+				i := s.nTools
+				s.nTools++
+				tc := oaToolCall{Index: &i, ID: ev.ContentBlock.ID, Type: "function"}
+				tc.Function.Name = ev.ContentBlock.Name
+				s.contentSz += len(tc.Function.Name)
+				return s.chunk(&oaOutMessage{ToolCalls: []oaToolCall{tc}}, nil, nil)
+			}
+		case "content_block_delta":
+			switch ev.Delta.Type {
+			case "text_delta":
+				t := ev.Delta.Text
+				s.contentSz += len(t)
+				return s.chunk(&oaOutMessage{Content: &t}, nil, nil)
+			case "thinking_delta":
+				s.contentSz += len(ev.Delta.Thinking)
+				return s.chunk(&oaOutMessage{Reasoning: ev.Delta.Thinking}, nil, nil)
+			case "input_json_delta":
+				i := s.toolIdx[ev.Index]
+				tc := oaToolCall{Index: &i}
+				tc.Function.Arguments = ev.Delta.PartialJSON
+				s.contentSz += len(ev.Delta.PartialJSON)
+				return s.chunk(&oaOutMessage{ToolCalls: []oaToolCall{tc}}, nil, nil)
+			}
+		case "message_delta":
+			if ev.Usage != nil {
+				s.out = ev.Usage.OutputTokens
+				s.gotUsage = true
+			}
+			fr := finishReason(ev.Delta.StopReason)
+			u, _ := s.usage()
+			return s.chunk(&oaOutMessage{}, &fr, &u)
+		case "message_stop":
+			s.done = true
+			return nil, io.EOF
+		case "error":
+			msg := "stream error"
+			if ev.Error != nil {
+				msg = ev.Error.Message
+			}
+			return nil, &UpstreamError{Status: http.StatusBadGateway, Message: msg}
+		}
+	}
+}
+
+func (s *anthropicStream) usage() (Usage, bool) {
+	u := s.in
+	u.OutputTokens = s.out
+	ou := u.openAI()
+	if !s.gotUsage {
+		if est := estimateTokens(s.contentSz); est > ou.CompletionTokens {
+			ou.CompletionTokens = est
+			ou.TotalTokens = ou.PromptTokens + est
+		}
+	}
+	return ou, s.gotUsage
+}
+
+func (s *anthropicStream) close() error { return s.body.Close() }

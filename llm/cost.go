@@ -1,0 +1,158 @@
+package llm
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+//go:embed model_prices.json
+var defaultPrices []byte
+
+// DefaultOutputAllowance is the output-token allowance reserved for a chat request that sets
+// no max_tokens, before clamping to the model's max_output_tokens.
+const DefaultOutputAllowance = 16384
+
+// Price is one model's entry in the cost map, in LiteLLM's model_prices_and_context_window
+// field names. Costs are US dollars.
+type Price struct {
+	Mode               string  `json:"mode"`
+	Provider           string  `json:"litellm_provider"`
+	InputCostPerToken  float64 `json:"input_cost_per_token"`
+	OutputCostPerToken float64 `json:"output_cost_per_token"`
+	InputCostPerImage  float64 `json:"input_cost_per_image"`
+	OutputCostPerImage float64 `json:"output_cost_per_image"`
+	MaxInputTokens     int64   `json:"max_input_tokens"`
+	MaxOutputTokens    int64   `json:"max_output_tokens"`
+	MaxTokens          int64   `json:"max_tokens"`
+}
+
+// IsImage reports whether the model is priced per image (mode image_generation or
+// image_edit). Chat models that carry image fields are priced by tokens.
+func (p Price) IsImage() bool { return p.Mode == "image_generation" || p.Mode == "image_edit" }
+
+// OutputAllowance clamps a request's max_tokens (0 when absent) to what the model can
+// produce: absent means DefaultOutputAllowance; the cap is max_output_tokens, else
+// max_tokens.
+func (p Price) OutputAllowance(requested int64) int64 {
+	a := requested
+	if a <= 0 {
+		a = DefaultOutputAllowance
+	}
+	limit := p.MaxOutputTokens
+	if limit <= 0 {
+		limit = p.MaxTokens
+	}
+	if limit > 0 && a > limit {
+		a = limit
+	}
+	return a
+}
+
+// ChatReserve is the amount to reserve for a chat call: the prompt estimate at the input
+// price plus the output allowance at the output price.
+func (p Price) ChatReserve(promptTokens, maxTokens int64) float64 {
+	return float64(promptTokens)*p.InputCostPerToken + float64(p.OutputAllowance(maxTokens))*p.OutputCostPerToken
+}
+
+// ImageCost is the cost of n images: n x (input_cost_per_image + output_cost_per_image).
+func (p Price) ImageCost(n int) float64 {
+	if n <= 0 {
+		n = 1
+	}
+	return float64(n) * (p.InputCostPerImage + p.OutputCostPerImage)
+}
+
+// TokenCost is the cost of a call that used the given tokens.
+func (p Price) TokenCost(prompt, completion int64) float64 {
+	return float64(prompt)*p.InputCostPerToken + float64(completion)*p.OutputCostPerToken
+}
+
+// CostMap maps model names to prices. It is read-only after construction and safe for
+// concurrent use.
+type CostMap struct {
+	m map[string]Price
+}
+
+// ParseCostMap parses a cost map in LiteLLM's JSON format. Entries that do not decode (the
+// documentation entry sample_spec) are skipped.
+func ParseCostMap(data []byte) (*CostMap, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("parse cost map: %w", err)
+	}
+	c := &CostMap{m: make(map[string]Price, len(raw))}
+	for name, v := range raw {
+		var p Price
+		if json.Unmarshal(v, &p) == nil {
+			c.m[name] = p
+		}
+	}
+	return c, nil
+}
+
+var (
+	defaultOnce sync.Once
+	defaultMap  *CostMap
+)
+
+// DefaultCostMap returns the embedded cost map (LiteLLM's public price list).
+func DefaultCostMap() *CostMap {
+	defaultOnce.Do(func() {
+		c, err := ParseCostMap(defaultPrices)
+		if err != nil {
+			panic(err) // the embedded file is checked by tests
+		}
+		defaultMap = c
+	})
+	return defaultMap
+}
+
+// Len reports how many models the map prices.
+func (c *CostMap) Len() int { return len(c.m) }
+
+// Lookup returns the price of the first name found, trying each name as given and then
+// without its "provider/" prefix.
+func (c *CostMap) Lookup(names ...string) (Price, bool) {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if p, ok := c.m[n]; ok {
+			return p, true
+		}
+	}
+	for _, n := range names {
+		if _, rest, ok := strings.Cut(n, "/"); ok {
+			if p, ok := c.m[rest]; ok {
+				return p, true
+			}
+		}
+	}
+	return Price{}, false
+}
+
+// withOverrides returns p with the price fields set in modelInfo (LiteLLM model_info or
+// litellm_params cost fields) replacing the map's.
+func (p Price) withOverrides(fields map[string]any) (Price, error) {
+	over := map[string]any{}
+	for _, k := range []string{"mode", "input_cost_per_token", "output_cost_per_token", "input_cost_per_image",
+		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens"} {
+		if v, ok := fields[k]; ok && v != nil {
+			over[k] = v
+		}
+	}
+	if len(over) == 0 {
+		return p, nil
+	}
+	b, err := json.Marshal(over)
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("price override: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,174 @@
+package llm_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeOpenAI is an httptest server speaking OpenAI's wire format. fail, when set, decides
+// per call whether to answer with an error status instead.
+type fakeOpenAI struct {
+	*httptest.Server
+	calls atomic.Int64
+	fail  func(n int64) int // status to fail with, or 0
+	delay time.Duration
+	// stream options
+	chunks     int  // content chunks per stream
+	chunkDelay time.Duration
+	withUsage  bool // final chunk carries usage
+	completion int64
+
+	mu       sync.Mutex
+	lastBody map[string]any
+	lastAuth string
+	lastPath string
+}
+
+func newFakeOpenAI(t testing.TB) *fakeOpenAI {
+	f := &fakeOpenAI{chunks: 5, withUsage: true, completion: 8}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
+	n := f.calls.Add(1)
+	b, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	_ = json.Unmarshal(b, &body)
+	f.mu.Lock()
+	f.lastBody, f.lastAuth, f.lastPath = body, r.Header.Get("Authorization")+r.Header.Get("api-key"), r.URL.String()
+	f.mu.Unlock()
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f.fail != nil {
+		if st := f.fail(n); st != 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(st)
+			fmt.Fprintf(w, `{"error":{"message":"fake failure %d","type":"server_error","param":null,"code":"%d"}}`, st, st)
+			return
+		}
+	}
+	model, _ := body["model"].(string)
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/embeddings"):
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":%q,"usage":{"prompt_tokens":6,"total_tokens":6}}`, model)
+		return
+	case strings.HasSuffix(r.URL.Path, "/images/generations"):
+		nimg := 1
+		if v, ok := body["n"].(float64); ok {
+			nimg = int(v)
+		}
+		var data []string
+		for range nimg {
+			data = append(data, `{"url":"https://example.invalid/img.png"}`)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"created":1700000000,"data":[%s]}`, strings.Join(data, ","))
+		return
+	}
+	if s, _ := body["stream"].(bool); s {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n", model)
+		fl.Flush()
+		for i := range f.chunks {
+			if f.chunkDelay > 0 {
+				select {
+				case <-time.After(f.chunkDelay):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcdefgh%d\"},\"finish_reason\":null}]}\n\n", model, i%10)
+			fl.Flush()
+		}
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n", model)
+		if f.withUsage {
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", model, f.completion, 12+f.completion)
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+		fl.Flush()
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":%d,"total_tokens":%d}}`, model, f.completion, 12+f.completion)
+}
+
+func (f *fakeOpenAI) body() map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastBody
+}
+
+// fakeAnthropic is an httptest server speaking the Messages API.
+type fakeAnthropic struct {
+	*httptest.Server
+	mu       sync.Mutex
+	lastBody map[string]any
+	lastKey  string
+	toolCall bool
+}
+
+func newFakeAnthropic(t testing.TB) *fakeAnthropic {
+	f := &fakeAnthropic{}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/messages" || r.Header.Get("anthropic-version") == "" {
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"type":"error","error":{"type":"not_found_error","message":"bad path"}}`)
+		return
+	}
+	b, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	_ = json.Unmarshal(b, &body)
+	f.mu.Lock()
+	f.lastBody, f.lastKey = body, r.Header.Get("x-api-key")
+	f.mu.Unlock()
+	if s, _ := body["stream"].(bool); s {
+		w.Header().Set("Content-Type", "text/event-stream")
+		ev := func(typ, data string) { fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data) }
+		ev("message_start", `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1}}}`)
+		ev("ping", `{"type":"ping"}`)
+		ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check"}}`)
+		ev("content_block_stop", `{"type":"content_block_stop","index":0}`)
+		ev("content_block_start", `{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}`)
+		ev("content_block_stop", `{"type":"content_block_stop","index":1}`)
+		ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}`)
+		ev("message_stop", `{"type":"message_stop"}`)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if f.toolCall {
+		fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":30}}`)
+		return
+	}
+	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30}}`)
+}
+
+func (f *fakeAnthropic) body() map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastBody
+}

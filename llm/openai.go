@@ -1,0 +1,158 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// defaultBases are the API bases of OpenAI-compatible providers known by prefix.
+var defaultBases = map[string]string{
+	"openai":       "https://api.openai.com/v1",
+	"groq":         "https://api.groq.com/openai/v1",
+	"mistral":      "https://api.mistral.ai/v1",
+	"deepseek":     "https://api.deepseek.com/v1",
+	"together_ai":  "https://api.together.xyz/v1",
+	"fireworks_ai": "https://api.fireworks.ai/inference/v1",
+	"openrouter":   "https://openrouter.ai/api/v1",
+	"xai":          "https://api.x.ai/v1",
+	"perplexity":   "https://api.perplexity.ai",
+	"deepinfra":    "https://api.deepinfra.com/v1/openai",
+	"ollama":       "http://localhost:11434/v1",
+	"ollama_chat":  "http://localhost:11434/v1",
+}
+
+// defaultAzureAPIVersion is used for azure/ deployments that set no api_version.
+const defaultAzureAPIVersion = "2024-10-21"
+
+// openAI speaks OpenAI's wire format: OpenAI itself, Azure OpenAI (deployment URLs and
+// api-version) and any OpenAI-compatible server (vLLM, Ollama, Groq, Mistral, DeepSeek...).
+type openAI struct {
+	client *http.Client
+}
+
+func (p *openAI) endpoint(d *Deployment, kind string) string {
+	path := map[string]string{callChat: "/chat/completions", callEmbeddings: "/embeddings", callImages: "/images/generations"}[kind]
+	base := strings.TrimRight(d.APIBase, "/")
+	if d.Provider == "azure" {
+		v := d.APIVersion
+		if v == "" {
+			v = defaultAzureAPIVersion
+		}
+		if !strings.Contains(base, "/openai/deployments/") {
+			base += "/openai/deployments/" + url.PathEscape(d.Model)
+		}
+		return base + path + "?api-version=" + url.QueryEscape(v)
+	}
+	if base == "" {
+		base = defaultBases[d.Provider]
+		if base == "" {
+			base = defaultBases["openai"]
+		}
+	}
+	return base + path
+}
+
+func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	h := make(http.Header, 4)
+	if d.APIKey != "" {
+		if d.Provider == "azure" {
+			h.Set("api-key", d.APIKey)
+		} else {
+			h.Set("Authorization", "Bearer "+d.APIKey)
+		}
+	}
+	if d.Organization != "" {
+		h.Set("OpenAI-Organization", d.Organization)
+	}
+	if stream {
+		h.Set("Accept", "text/event-stream")
+	}
+	resp, err := post(ctx, p.client, p.endpoint(d, kind), h, b)
+	if err != nil {
+		return nil, err
+	}
+	if stream {
+		return &result{stream: &openAIStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &UpstreamError{Err: err}
+	}
+	var v struct {
+		Usage *Usage            `json:"usage"`
+		Data  []json.RawMessage `json:"data"`
+	}
+	_ = json.Unmarshal(out, &v)
+	r := &result{body: out, images: len(v.Data)}
+	if v.Usage != nil {
+		r.usage = *v.Usage
+	}
+	return r, nil
+}
+
+// openAIStream passes OpenAI chunks through unchanged, noting usage when a chunk carries it
+// and counting content bytes for the fallback estimate.
+type openAIStream struct {
+	body      io.ReadCloser
+	sse       *sseReader
+	got       Usage
+	hasUsage  bool
+	contentSz int
+}
+
+type openAIChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content   string `json:"content"`
+			Reasoning string `json:"reasoning_content"`
+			ToolCalls []struct {
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage"`
+}
+
+func (s *openAIStream) next() ([]byte, error) {
+	_, data, err := s.sse.event()
+	if err != nil {
+		return nil, err
+	}
+	if string(data) == "[DONE]" {
+		return nil, io.EOF
+	}
+	var c openAIChunk
+	if json.Unmarshal(data, &c) == nil {
+		if c.Usage != nil && (c.Usage.PromptTokens > 0 || c.Usage.CompletionTokens > 0) {
+			s.got, s.hasUsage = *c.Usage, true
+		}
+		for _, ch := range c.Choices {
+			s.contentSz += len(ch.Delta.Content) + len(ch.Delta.Reasoning)
+			for _, tc := range ch.Delta.ToolCalls {
+				s.contentSz += len(tc.Function.Name) + len(tc.Function.Arguments)
+			}
+		}
+	}
+	return data, nil
+}
+
+func (s *openAIStream) usage() (Usage, bool) {
+	if s.hasUsage {
+		return s.got, true
+	}
+	return Usage{CompletionTokens: estimateTokens(s.contentSz)}, false
+}
+
+func (s *openAIStream) close() error { return s.body.Close() }

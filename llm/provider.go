@@ -1,0 +1,198 @@
+package llm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Usage is the token usage of one call.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+// Kinds of call a provider answers.
+const (
+	callChat       = "chat"
+	callEmbeddings = "embeddings"
+	callImages     = "images"
+)
+
+// provider is one vendor's wire protocol. Implementations are safe for concurrent use.
+type provider interface {
+	// do sends body (OpenAI wire format, model already set to the deployment's) and returns
+	// the answer translated to OpenAI's wire format. With stream, the result's stream is
+	// open and the body is nil. Errors from the vendor are *UpstreamError.
+	do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error)
+}
+
+// result is a provider's answer.
+type result struct {
+	body   []byte // OpenAI JSON (non-streaming)
+	usage  Usage
+	images int // images returned (image generation)
+	stream chunkStream
+}
+
+// chunkStream yields OpenAI chat.completion.chunk payloads.
+type chunkStream interface {
+	// next returns the next chunk's JSON, or io.EOF after the last.
+	next() ([]byte, error)
+	// usage returns the usage reported by the provider, if it reported any, and otherwise
+	// an estimate from the content streamed so far (reported false).
+	usage() (Usage, bool)
+	close() error
+}
+
+// UpstreamError is an error answer (or no answer) from a provider.
+type UpstreamError struct {
+	Status     int           // HTTP status; 0 when the request did not get an answer
+	Message    string        // the provider's error message, if it sent one
+	RetryAfter time.Duration // from Retry-After, if sent
+	Err        error         // transport error when Status is 0
+}
+
+func (e *UpstreamError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("provider unreachable: %v", e.Err)
+	}
+	return fmt.Sprintf("provider answered %d: %s", e.Status, e.Message)
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// retryable reports whether another attempt (on this or another deployment) may succeed:
+// rate limits, server errors, timeouts and transport failures.
+func retryable(err error) bool {
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Status == 0 || ue.Status == http.StatusTooManyRequests || ue.Status == http.StatusRequestTimeout ||
+			ue.Status == http.StatusConflict || ue.Status >= 500
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// upstreamError builds an *UpstreamError from a non-2xx response, reading its body.
+func upstreamError(resp *http.Response) *UpstreamError {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	e := &UpstreamError{Status: resp.StatusCode, Message: errorMessage(b)}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+	return e
+}
+
+// errorMessage extracts error.message (OpenAI, Anthropic) from an error body.
+func errorMessage(b []byte) string {
+	var v struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &v) == nil && len(v.Error) > 0 {
+		var inner struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(v.Error, &inner) == nil && inner.Message != "" {
+			return inner.Message
+		}
+		var s string
+		if json.Unmarshal(v.Error, &s) == nil {
+			return s
+		}
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
+
+// post sends a JSON body and returns the response, or an *UpstreamError for transport
+// failures and non-2xx answers.
+func post(ctx context.Context, client *http.Client, url string, header http.Header, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = header
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, &UpstreamError{Err: err}
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, upstreamError(resp)
+	}
+	return resp, nil
+}
+
+// sseReader reads Server-Sent Events, returning each event's type and data.
+type sseReader struct {
+	r *bufio.Reader
+}
+
+func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 16<<10)} }
+
+// event returns the next event with a data field. At the end of the stream it returns
+// io.EOF.
+func (s *sseReader) event() (typ string, data []byte, err error) {
+	for {
+		line, err := s.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A long line: collect it whole.
+			rest, err2 := s.r.ReadBytes('\n')
+			line = append(append([]byte(nil), line...), rest...)
+			err = err2
+		}
+		if len(line) == 0 && err != nil {
+			if err == io.EOF && len(data) > 0 {
+				return typ, data, nil
+			}
+			return "", nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if len(data) > 0 {
+				return typ, data, nil
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			d := bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, d...)
+		case bytes.HasPrefix(line, []byte("event:")):
+			typ = string(bytes.TrimSpace(bytes.TrimPrefix(line, []byte("event:"))))
+		}
+		if err != nil {
+			if len(data) > 0 {
+				return typ, data, nil
+			}
+			return "", nil, err
+		}
+	}
+}
+
+// estimateTokens is a rough token count of text: one token per four bytes, at least one
+// for non-empty text.
+func estimateTokens(n int) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return int64((n + 3) / 4)
+}

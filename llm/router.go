@@ -1,0 +1,368 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/toolgate/toolgate/llm/budget"
+)
+
+// Routing strategies, in LiteLLM's spelling.
+const (
+	SimpleShuffle = "simple-shuffle"        // random, weighted by weight, else rpm, else tpm
+	LeastBusy     = "least-busy"            // fewest requests in flight
+	LowestLatency = "latency-based-routing" // lowest moving-average latency ("lowest-latency" also accepted)
+)
+
+// RouterSettings are LiteLLM's router_settings.
+type RouterSettings struct {
+	// RoutingStrategy picks among a model's deployments. If empty, SimpleShuffle.
+	RoutingStrategy string `json:"routing_strategy" yaml:"routing_strategy"`
+	// NumRetries is how many more attempts a failed call gets (429, 5xx, timeouts, transport
+	// errors), each on the best deployment not yet tried when there is one. If nil, 2.
+	NumRetries *int `json:"num_retries" yaml:"num_retries"`
+	// Timeout bounds a whole call in seconds, retries and streaming included. If zero, 600.
+	Timeout float64 `json:"timeout" yaml:"timeout"`
+	// StreamTimeout bounds, per attempt, the wait for a streaming answer to start. If zero,
+	// Timeout.
+	StreamTimeout float64 `json:"stream_timeout" yaml:"stream_timeout"`
+	// Fallbacks lists, per model name, the model names tried in order when every attempt on
+	// the model failed: [{"gpt-4o": ["gpt-4o-mini", "claude"]}].
+	Fallbacks []map[string][]string `json:"fallbacks" yaml:"fallbacks"`
+	// CooldownTime is how long, in seconds, a failing deployment is skipped. If zero, 5.
+	CooldownTime float64 `json:"cooldown_time" yaml:"cooldown_time"`
+	// AllowedFails is how many consecutive failures put a deployment in cooldown; a 429
+	// does at once. If zero, 3.
+	AllowedFails int `json:"allowed_fails" yaml:"allowed_fails"`
+	// RetryAfter is the base backoff, in seconds, between attempts (doubled each time, and
+	// at least the provider's Retry-After when the same deployment is retried). If zero, 0.1.
+	RetryAfter float64 `json:"retry_after" yaml:"retry_after"`
+}
+
+// ErrUnknownModel is returned for a model name with no deployment.
+var ErrUnknownModel = errors.New("unknown model")
+
+// ErrNoDeployment is returned when every deployment of a model is cooling down or at its
+// rate limit.
+var ErrNoDeployment = errors.New("no deployments available")
+
+// Router holds the deployments and picks one per call. It is safe for concurrent use; Set
+// replaces the deployments atomically.
+type Router struct {
+	settings  RouterSettings
+	retries   int
+	timeout   time.Duration
+	streamTO  time.Duration
+	cooldown  time.Duration
+	allowed   int64
+	backoff   time.Duration
+	fallbacks map[string][]string
+	limiter   budget.Limiter
+	now       func() time.Time
+
+	mu     sync.RWMutex
+	byName map[string][]*Deployment
+	byID   map[string]*Deployment
+	names  []string
+}
+
+func newRouter(s RouterSettings, limiter budget.Limiter, now func() time.Time) (*Router, error) {
+	r := &Router{settings: s, retries: 2, limiter: limiter, now: now, fallbacks: map[string][]string{},
+		byName: map[string][]*Deployment{}, byID: map[string]*Deployment{}}
+	switch s.RoutingStrategy {
+	case "", SimpleShuffle:
+		r.settings.RoutingStrategy = SimpleShuffle
+	case LeastBusy:
+	case LowestLatency, "lowest-latency":
+		r.settings.RoutingStrategy = LowestLatency
+	default:
+		return nil, fmt.Errorf("router_settings.routing_strategy %q: want %s, %s or %s", s.RoutingStrategy, SimpleShuffle, LeastBusy, LowestLatency)
+	}
+	if s.NumRetries != nil {
+		r.retries = max(*s.NumRetries, 0)
+	}
+	r.timeout = secs(s.Timeout, 600*time.Second)
+	r.streamTO = secs(s.StreamTimeout, r.timeout)
+	r.cooldown = secs(s.CooldownTime, 5*time.Second)
+	r.backoff = secs(s.RetryAfter, 100*time.Millisecond)
+	r.allowed = int64(s.AllowedFails)
+	if r.allowed <= 0 {
+		r.allowed = 3
+	}
+	for _, m := range s.Fallbacks {
+		for k, v := range m {
+			r.fallbacks[k] = append(r.fallbacks[k], v...)
+		}
+	}
+	return r, nil
+}
+
+func secs(f float64, def time.Duration) time.Duration {
+	if f <= 0 {
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// set replaces the deployments. Runtime state (cooldown, latency) carries over for
+// deployments whose ID is unchanged.
+func (r *Router) set(ds []*Deployment) {
+	byName := map[string][]*Deployment{}
+	byID := map[string]*Deployment{}
+	r.mu.RLock()
+	for _, d := range ds {
+		if old := r.byID[d.ID]; old != nil {
+			d.latency.Store(old.latency.Load())
+			d.coolUntil.Store(old.coolUntil.Load())
+		}
+		byName[d.ModelName] = append(byName[d.ModelName], d)
+		byID[d.ID] = d
+	}
+	r.mu.RUnlock()
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	r.mu.Lock()
+	r.byName, r.byID, r.names = byName, byID, names
+	r.mu.Unlock()
+}
+
+// deployments returns the deployments of a model name.
+func (r *Router) deployments(model string) []*Deployment {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byName[model]
+}
+
+// modelNames returns every public model name, sorted.
+func (r *Router) modelNames() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.names
+}
+
+// all returns every deployment ordered by model name.
+func (r *Router) all() []*Deployment {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*Deployment
+	for _, n := range r.names {
+		out = append(out, r.byName[n]...)
+	}
+	return out
+}
+
+// candidates returns model followed by its fallbacks.
+func (r *Router) candidates(model string) []string {
+	return append([]string{model}, r.fallbacks[model]...)
+}
+
+// pick chooses a deployment among ds, preferring ones not in tried and skipping cooling
+// ones. It returns nil when all are cooling.
+func (r *Router) pick(ds []*Deployment, tried map[*Deployment]bool) *Deployment {
+	now := r.now()
+	var fresh, seen []*Deployment
+	for _, d := range ds {
+		if d.cooling(now) {
+			continue
+		}
+		if tried[d] {
+			seen = append(seen, d)
+		} else {
+			fresh = append(fresh, d)
+		}
+	}
+	pool := fresh
+	if len(pool) == 0 {
+		pool = seen
+	}
+	switch len(pool) {
+	case 0:
+		return nil
+	case 1:
+		return pool[0]
+	}
+	switch r.settings.RoutingStrategy {
+	case LeastBusy:
+		best := pool[0]
+		for _, d := range pool[1:] {
+			if d.inflight.Load() < best.inflight.Load() {
+				best = d
+			}
+		}
+		return best
+	case LowestLatency:
+		best := pool[0]
+		for _, d := range pool[1:] {
+			if d.latency.Load() < best.latency.Load() {
+				best = d
+			}
+		}
+		return best
+	}
+	total := 0.0
+	weights := make([]float64, len(pool))
+	for i, d := range pool {
+		w := d.Weight
+		if w <= 0 {
+			w = float64(d.RPM)
+		}
+		if w <= 0 {
+			w = float64(d.TPM)
+		}
+		if w <= 0 {
+			w = 1
+		}
+		weights[i] = w
+		total += w
+	}
+	x := rand.Float64() * total
+	for i, w := range weights {
+		if x < w {
+			return pool[i]
+		}
+		x -= w
+	}
+	return pool[len(pool)-1]
+}
+
+// attempt is one call in progress on a deployment, returned by route once the call
+// succeeded (for streams: once the stream opened). finish must be called when it ends.
+type attempt struct {
+	d      *Deployment
+	r      *Router
+	start  time.Time
+	adm    *budget.Admission
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// finish records the outcome: tokens for tpm, latency on success.
+func (a *attempt) finish(tokens int64, ok bool) {
+	a.once.Do(func() {
+		a.d.inflight.Add(-1)
+		a.adm.Done(tokens)
+		a.cancel()
+		if ok {
+			a.r.success(a.d, a.r.now().Sub(a.start))
+		}
+	})
+}
+
+func (r *Router) success(d *Deployment, lat time.Duration) {
+	d.fails.Store(0)
+	old := d.latency.Load()
+	if old == 0 {
+		d.latency.Store(int64(lat))
+		return
+	}
+	d.latency.Store(old + (int64(lat)-old)/5)
+}
+
+func (r *Router) failure(d *Deployment, err error) {
+	n := d.fails.Add(1)
+	var ue *UpstreamError
+	rateLimited := errors.As(err, &ue) && ue.Status == http.StatusTooManyRequests
+	if rateLimited || n >= r.allowed {
+		d.coolUntil.Store(r.now().Add(r.cooldown).UnixNano())
+		d.fails.Store(0)
+	}
+}
+
+// route calls call on deployments of model (then of its fallbacks) until one succeeds,
+// retrying retryable failures with backoff. call gets a per-attempt context that stays
+// valid until the returned attempt is finished. override, when not nil, replaces each
+// picked deployment (client-side credentials).
+func (r *Router) route(ctx context.Context, model string, stream bool, override func(*Deployment) *Deployment,
+	call func(ctx context.Context, d *Deployment) error) (*attempt, error) {
+	var lastErr error
+	known := false
+	for _, name := range r.candidates(model) {
+		ds := r.deployments(name)
+		if len(ds) == 0 {
+			continue
+		}
+		known = true
+		tried := map[*Deployment]bool{}
+		for try := 0; try <= r.retries; try++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			d := r.pick(ds, tried)
+			if d == nil {
+				if lastErr == nil {
+					lastErr = fmt.Errorf("%w for model %s", ErrNoDeployment, name)
+				}
+				break
+			}
+			tried[d] = true
+			var adm *budget.Admission
+			if r.limiter != nil && (d.RPM > 0 || d.TPM > 0) {
+				a, err := r.limiter.Admit(ctx, []budget.Rule{{Scope: budget.ScopeDeployment, ID: d.ID, RPM: d.RPM, TPM: d.TPM}})
+				if err != nil {
+					lastErr = err
+					if len(tried) < len(ds) {
+						try-- // another deployment may have room; this was not an attempt
+					}
+					continue
+				}
+				adm = a
+			}
+			target := d
+			if override != nil {
+				target = override(d)
+			}
+			to := r.timeout
+			if stream {
+				to = r.streamTO
+			} else if d.Timeout > 0 {
+				to = d.Timeout
+			}
+			actx, cancel := context.WithCancel(ctx)
+			timer := time.AfterFunc(to, cancel)
+			at := &attempt{d: d, r: r, start: r.now(), adm: adm, cancel: cancel}
+			d.inflight.Add(1)
+			err := call(actx, target)
+			timedOut := !timer.Stop()
+			if err == nil {
+				return at, nil
+			}
+			if timedOut && ctx.Err() == nil {
+				err = &UpstreamError{Status: http.StatusRequestTimeout, Message: fmt.Sprintf("timed out after %s", to), Err: err}
+			}
+			at.finish(0, false)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !retryable(err) {
+				return nil, err
+			}
+			lastErr = err
+			r.failure(d, err)
+			if try < r.retries {
+				wait := r.backoff << try
+				var ue *UpstreamError
+				if errors.As(err, &ue) && ue.RetryAfter > wait && len(tried) >= len(ds) {
+					wait = min(ue.RetryAfter, 10*time.Second)
+				}
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownModel, model)
+	}
+	return nil, lastErr
+}

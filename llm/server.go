@@ -1,0 +1,611 @@
+package llm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/toolgate/toolgate/llm/budget"
+	"github.com/toolgate/toolgate/store"
+)
+
+// Sealer encrypts model credentials at rest (internal/seal.Box satisfies it).
+type Sealer interface {
+	Seal(plaintext []byte) ([]byte, error)
+	Open(sealed []byte) ([]byte, error)
+}
+
+// SpendWriter queues spend log rows (a *budget.SpendLog satisfies it).
+type SpendWriter interface {
+	Write(ctx context.Context, l *store.SpendLog) error
+}
+
+// SpendReader reads spend log rows for /spend/logs (store.SpendStore satisfies it).
+type SpendReader interface {
+	SpendLogs(ctx context.Context, f store.SpendFilter) ([]*store.SpendLog, error)
+}
+
+// Config configures a Server. The zero value serves no models.
+type Config struct {
+	// Models are the config-file deployments (model_list). They are read-only through the
+	// API.
+	Models []ModelConfig
+	// Router are the router_settings. The zero value is documented on RouterSettings.
+	Router RouterSettings
+	// Costs prices models. If nil, DefaultCostMap.
+	Costs *CostMap
+	// Budget enforces budgets. If nil, calls are not reserved or charged against budgets.
+	Budget *budget.Manager
+	// Limiter enforces the callers' and deployments' rate limits. If nil, an in-process
+	// budget.MemoryLimiter.
+	Limiter budget.Limiter
+	// SpendLog receives one row per call. If nil, calls are not logged.
+	SpendLog SpendWriter
+	// SpendReader serves /spend/logs. If nil, the route answers 404.
+	SpendReader SpendReader
+	// ModelStore persists API-added models (/model/new...). If nil, those routes answer
+	// 404 and only Models are served.
+	ModelStore store.ModelStore
+	// Sealer seals API-added models' credentials. Required with ModelStore.
+	Sealer Sealer
+	// ModelRefresh is how often API-added models are re-read, so that several replicas
+	// converge. If zero, 30 seconds.
+	ModelRefresh time.Duration
+	// HTTPClient calls providers. If nil, a client with no overall timeout (the router's
+	// timeouts apply) and pooled connections.
+	HTTPClient *http.Client
+	// Env resolves api_key: os.environ/NAME. If nil, os.LookupEnv.
+	Env Env
+	// MaxBodyBytes limits request bodies. If zero, 32 MiB.
+	MaxBodyBytes int64
+	// Logger receives errors. If nil, logs are discarded.
+	Logger *slog.Logger
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// Server serves the OpenAI-compatible LLM endpoints, model management and spend logs. It
+// is an http.Handler; callers must put a Caller in each request's context (WithCaller).
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	costs   *CostMap
+	router  *Router
+	limiter budget.Limiter
+	openai  *openAI
+	anth    *anthropic
+	mux     *http.ServeMux
+	static  []*Deployment
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates cfg and builds the Server. It does no I/O: call Start to load API-added
+// models.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, costs: cfg.Costs, limiter: cfg.Limiter}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.costs == nil {
+		s.costs = DefaultCostMap()
+	}
+	if s.limiter == nil {
+		s.limiter = budget.NewMemoryLimiter(s.now)
+	}
+	if s.cfg.Env == nil {
+		s.cfg.Env = os.LookupEnv
+	}
+	if s.cfg.MaxBodyBytes <= 0 {
+		s.cfg.MaxBodyBytes = 32 << 20
+	}
+	if s.cfg.ModelRefresh <= 0 {
+		s.cfg.ModelRefresh = 30 * time.Second
+	}
+	if cfg.ModelStore != nil && cfg.Sealer == nil {
+		return nil, errors.New("llm: Config.Sealer is required with ModelStore")
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		t.ResponseHeaderTimeout = 0
+		client = &http.Client{Transport: t}
+	}
+	s.openai = &openAI{client: client}
+	s.anth = &anthropic{client: client}
+	r, err := newRouter(cfg.Router, s.limiter, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.router = r
+	var errs []error
+	for _, mc := range cfg.Models {
+		d, err := s.deployment(mc, "config")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.static = append(s.static, d)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s.router.set(s.static)
+	s.mux = http.NewServeMux()
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) deployment(mc ModelConfig, source string) (*Deployment, error) {
+	d, err := newDeployment(mc, s.costs, s.cfg.Env)
+	if err != nil {
+		return nil, err
+	}
+	d.Source = source
+	if d.Provider == "anthropic" {
+		d.prov = s.anth
+	} else {
+		d.prov = s.openai
+	}
+	return d, nil
+}
+
+// Start loads API-added models and keeps re-reading them every ModelRefresh until Close.
+func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.ModelStore == nil {
+		return nil
+	}
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return nil
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.cfg.ModelRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if err := s.reload(bg); err != nil && bg.Err() == nil {
+					s.log.Warn("reload llm models", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Close stops the model refresh.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// reload rebuilds the router from the config models and the stored ones.
+func (s *Server) reload(ctx context.Context) error {
+	ds := append([]*Deployment(nil), s.static...)
+	if s.cfg.ModelStore != nil {
+		ms, err := s.cfg.ModelStore.Models(ctx)
+		if err != nil {
+			return fmt.Errorf("read models: %w", err)
+		}
+		for _, m := range ms {
+			mc, err := s.configOf(m)
+			if err != nil {
+				s.log.Warn("skip stored model", "id", m.ID, "err", err)
+				continue
+			}
+			d, err := s.deployment(mc, "db")
+			if err != nil {
+				s.log.Warn("skip stored model", "id", m.ID, "err", err)
+				continue
+			}
+			ds = append(ds, d)
+		}
+	}
+	s.router.set(ds)
+	return nil
+}
+
+// Router returns the server's router.
+func (s *Server) Router() *Router { return s.router }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Paths lists the routes the Server answers, for the gateway's mux.
+var Paths = []string{
+	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
+	"/v1/images/generations", "/images/generations", "/v1/models", "/models",
+	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
+}
+
+func (s *Server) routes() {
+	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if err := f(w, r); err != nil {
+				s.writeError(w, r, err)
+			}
+		}
+	}
+	call := func(kind string) http.HandlerFunc {
+		return h(func(w http.ResponseWriter, r *http.Request) error { return s.serveCall(w, r, kind) })
+	}
+	for _, p := range []string{"/v1/chat/completions", "/chat/completions"} {
+		s.mux.Handle("POST "+p, call(callChat))
+	}
+	for _, p := range []string{"/v1/embeddings", "/embeddings"} {
+		s.mux.Handle("POST "+p, call(callEmbeddings))
+	}
+	for _, p := range []string{"/v1/images/generations", "/images/generations"} {
+		s.mux.Handle("POST "+p, call(callImages))
+	}
+	for _, p := range []string{"/v1/models", "/models"} {
+		s.mux.Handle("GET "+p, h(s.serveModels))
+	}
+	s.mux.Handle("POST /model/new", h(s.serveModelNew))
+	s.mux.Handle("GET /model/info", h(s.serveModelInfo))
+	s.mux.Handle("GET /v1/model/info", h(s.serveModelInfo))
+	s.mux.Handle("POST /model/update", h(s.serveModelUpdate))
+	s.mux.Handle("POST /model/delete", h(s.serveModelDelete))
+	s.mux.Handle("GET /spend/logs", h(s.serveSpendLogs))
+}
+
+// gatewayOnly are body fields for the gateway that are not sent to providers.
+var gatewayOnly = []string{"metadata", "litellm_metadata", "tags", "api_base", "base_url", "api_key",
+	"mock_response", "num_retries", "fallbacks", "user_config"}
+
+// callInfo is what serveCall learns from a request body.
+type callInfo struct {
+	model     string
+	stream    bool
+	maxTokens int64
+	n         int
+	endUser   string
+	tags      []string
+	prompt    int64 // estimated prompt tokens
+}
+
+func parseCall(body map[string]json.RawMessage, kind string, header http.Header) (*callInfo, error) {
+	ci := &callInfo{}
+	if err := json.Unmarshal(body["model"], &ci.model); err != nil || ci.model == "" {
+		return nil, badRequest("model", "model is required")
+	}
+	if kind == callChat {
+		_ = json.Unmarshal(body["stream"], &ci.stream)
+		if len(body["messages"]) == 0 {
+			return nil, badRequest("messages", "messages is required")
+		}
+		ci.prompt = estimateTokens(len(body["messages"])) + estimateTokens(len(body["tools"]))
+		for _, k := range []string{"max_completion_tokens", "max_tokens"} {
+			var n int64
+			if json.Unmarshal(body[k], &n) == nil && n > 0 {
+				ci.maxTokens = n
+				break
+			}
+		}
+	} else if kind == callEmbeddings {
+		ci.prompt = estimateTokens(len(body["input"]))
+	}
+	ci.n = 1
+	if kind == callImages {
+		if v := body["n"]; len(v) > 0 {
+			if err := json.Unmarshal(v, &ci.n); err != nil || ci.n < 1 || ci.n > 128 {
+				return nil, badRequest("n", "n must be an integer from 1 to 128")
+			}
+		}
+	}
+	_ = json.Unmarshal(body["user"], &ci.endUser)
+	var tags, metaTags []string
+	if v := body["tags"]; len(v) > 0 {
+		if err := json.Unmarshal(v, &tags); err != nil {
+			return nil, badRequest("tags", "tags must be a list of strings")
+		}
+	}
+	if v := body["metadata"]; len(v) > 0 {
+		var md struct {
+			Tags []string `json:"tags"`
+		}
+		raw := v
+		var sv string
+		if json.Unmarshal(v, &sv) == nil {
+			raw = json.RawMessage(sv)
+		}
+		_ = json.Unmarshal(raw, &md)
+		metaTags = md.Tags
+	}
+	var hdrTags []string
+	for _, h := range header.Values("x-litellm-tags") {
+		hdrTags = append(hdrTags, strings.Split(h, ",")...)
+	}
+	ci.tags = mergeTags(hdrTags, tags, metaTags)
+	if len(ci.tags) > 32 {
+		return nil, badRequest("tags", "too many tags (at most 32)")
+	}
+	return ci, nil
+}
+
+// estimate is the amount to reserve: the highest estimate among the model's deployments,
+// so that a retry or a different pick cannot cost more than was reserved (fallbacks to
+// other models are charged what they cost).
+func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
+	best := 0.0
+	for _, d := range s.router.deployments(model) {
+		var e float64
+		switch {
+		case d.Price.IsImage():
+			e = d.Price.ImageCost(ci.n)
+		case kind == callEmbeddings:
+			e = d.Price.TokenCost(ci.prompt, 0)
+		default:
+			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens)
+		}
+		best = max(best, e)
+	}
+	return best
+}
+
+// cost is the actual cost of a call on d.
+func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64 {
+	if d.Price.IsImage() {
+		if images == 0 {
+			images = ci.n
+		}
+		return d.Price.ImageCost(images)
+	}
+	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens)
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		return nil, err
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(b, &body); err != nil || body == nil {
+		return nil, badRequest("", "request body must be a JSON object")
+	}
+	return body, nil
+}
+
+// serveCall handles chat completions, embeddings and image generations.
+func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) error {
+	ctx := r.Context()
+	c := CallerFrom(ctx)
+	if c == nil {
+		return &requestError{status: http.StatusUnauthorized, msg: "authentication required"}
+	}
+	start := s.now()
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var override func(*Deployment) *Deployment
+	if c.AllowClientSideCredentials {
+		override = clientCredentials(body)
+	} else if p := checkBody(body); p != "" {
+		return badRequest(p, "Rejected Request: "+p+" is not allowed in request body. Client-side credentials and endpoints need an admin to allow them for this key.")
+	}
+	ci, err := parseCall(body, kind, r.Header)
+	if err != nil {
+		return err
+	}
+	if !c.MayUse(ci.model) {
+		return &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
+			msg: fmt.Sprintf("key not allowed to access model. This key can only access models=%v. Tried to access %s", c.Models, ci.model)}
+	}
+	if len(s.router.deployments(ci.model)) == 0 {
+		return fmt.Errorf("%w: %s", ErrUnknownModel, ci.model)
+	}
+
+	adm, err := s.limiter.Admit(ctx, c.Limits)
+	if err != nil {
+		return err
+	}
+	var tokens int64
+	defer func() { adm.Done(tokens) }()
+
+	refs := append([]store.BudgetRef(nil), c.Budgets...)
+	if ci.endUser != "" {
+		refs = append(refs, store.BudgetRef{Scope: store.BudgetEndUser, ID: ci.endUser})
+	}
+	tags := mergeTags(c.Tags, ci.tags)
+	for _, t := range tags {
+		refs = append(refs, store.BudgetRef{Scope: store.BudgetTag, ID: t})
+	}
+	var res *budget.Reservation
+	if s.cfg.Budget != nil {
+		res, err = s.cfg.Budget.Reserve(ctx, refs, s.estimate(ci.model, kind, ci))
+		if err != nil {
+			return err
+		}
+	}
+
+	reqID := newRequestID()
+	out := make(map[string]json.RawMessage, len(body))
+	for k, v := range body {
+		out[k] = v
+	}
+	for _, k := range gatewayOnly {
+		delete(out, k)
+	}
+	var pr *result
+	at, err := s.router.route(ctx, ci.model, ci.stream, override, func(ctx context.Context, d *Deployment) error {
+		m, _ := json.Marshal(d.Model)
+		out["model"] = m
+		var err error
+		pr, err = d.prov.do(ctx, d, kind, out, ci.stream)
+		return err
+	})
+	logRow := &store.SpendLog{RequestID: reqID, CallType: callTypes[kind], KeyID: c.KeyID, KeyHash: c.KeyHash,
+		KeyAlias: c.KeyAlias, UserID: c.UserID, TeamID: c.TeamID, OrgID: c.OrgID, EndUser: ci.endUser,
+		Model: ci.model, StartTime: start, Tags: tags}
+	if err != nil {
+		if res != nil {
+			if rerr := res.Release(ctx); rerr != nil {
+				s.log.Error("release budget reservation", "err", rerr)
+			}
+		}
+		logRow.Status, logRow.EndTime = "failure", s.now()
+		s.writeLog(ctx, logRow)
+		return err
+	}
+	d := at.d
+	w.Header().Set("x-litellm-call-id", reqID)
+	w.Header().Set("x-litellm-model-id", d.ID)
+
+	var u Usage
+	status := "success"
+	images := 0
+	if pr.stream != nil {
+		status = s.pipe(w, r, pr.stream)
+		var reported bool
+		u, reported = pr.stream.usage()
+		if !reported || u.PromptTokens == 0 {
+			u.PromptTokens = max(u.PromptTokens, ci.prompt)
+		}
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		_ = pr.stream.close()
+	} else {
+		u, images = pr.usage, pr.images
+		if u.PromptTokens == 0 && u.CompletionTokens == 0 && !d.Price.IsImage() {
+			u = Usage{PromptTokens: ci.prompt}
+			if kind == callChat {
+				u.CompletionTokens = estimateTokens(len(pr.body) - 200)
+			}
+			u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(pr.body)
+	}
+	tokens = u.TotalTokens
+	at.finish(tokens, status == "success")
+	spend := cost(d, kind, ci, u, images)
+	if res != nil {
+		if err := res.Commit(ctx, spend); err != nil {
+			s.log.Error("commit budget reservation", "request_id", reqID, "err", err)
+		}
+	}
+	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
+	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
+	logRow.Metadata, _ = json.Marshal(map[string]any{"model_id": d.ID, "model_group": ci.model, "deployment": d.Provider + "/" + d.Model, "stream": ci.stream})
+	s.writeLog(ctx, logRow)
+	return nil
+}
+
+var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration}
+
+func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
+	if s.cfg.SpendLog == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := s.cfg.SpendLog.Write(ctx, l); err != nil {
+		s.log.Error("queue spend log", "request_id", l.RequestID, "err", err)
+	}
+}
+
+// pipe streams chunks to the client as Server-Sent Events, flushing each. It returns
+// "success" when the stream ended normally and "failure" when the provider or the client
+// broke it off.
+func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) string {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 0, 4096)
+	for {
+		chunk, err := st.next()
+		if errors.Is(err, io.EOF) {
+			_, _ = io.WriteString(w, "data: [DONE]\n\n")
+			_ = rc.Flush()
+			return "success"
+		}
+		if err != nil {
+			if r.Context().Err() == nil {
+				_, body := errorResponse(err, http.Header{})
+				b, _ := json.Marshal(body)
+				_, _ = w.Write(append(append([]byte("data: "), b...), "\n\n"...))
+				_ = rc.Flush()
+				s.log.Warn("llm stream broke off", "err", err)
+			}
+			return "failure"
+		}
+		buf = append(append(append(buf[:0], "data: "...), chunk...), "\n\n"...)
+		if _, err := w.Write(buf); err != nil {
+			return "failure"
+		}
+		if err := rc.Flush(); err != nil {
+			return "failure"
+		}
+	}
+}
+
+// clientCredentials returns an override applying the body's api_base/base_url/api_key to
+// the picked deployment, or nil when the body sets none.
+func clientCredentials(body map[string]json.RawMessage) func(*Deployment) *Deployment {
+	var base, key string
+	_ = json.Unmarshal(body["api_base"], &base)
+	if base == "" {
+		_ = json.Unmarshal(body["base_url"], &base)
+	}
+	_ = json.Unmarshal(body["api_key"], &key)
+	if base == "" && key == "" {
+		return nil
+	}
+	return func(d *Deployment) *Deployment {
+		c := &Deployment{ID: d.ID, ModelName: d.ModelName, Provider: d.Provider, Model: d.Model, APIBase: d.APIBase,
+			APIKey: d.APIKey, APIVersion: d.APIVersion, Organization: d.Organization, Price: d.Price, prov: d.prov}
+		if base != "" {
+			c.APIBase = base
+		}
+		if key != "" {
+			c.APIKey = key
+		}
+		return c
+	}
+}
