@@ -13,23 +13,23 @@ import (
 
 // ModelConfig is one entry of LiteLLM's model_list:
 //
-//	- model_name: gpt-4o
-//	  litellm_params:
-//	    model: openai/gpt-4o          # provider/name
-//	    api_base: https://...         # optional
-//	    api_key: os.environ/OPENAI_API_KEY
-//	    api_version: 2024-10-21       # azure
-//	    rpm: 600                      # also a routing weight
-//	    tpm: 100000
-//	    weight: 2
-//	    timeout: 30                   # seconds
-//	  model_info:
-//	    id: my-deployment-id
-//	    base_model: gpt-4o            # cost-map name when model is an azure deployment
-//	    input_cost_per_token: 0.000001
-//	    output_cost_per_token: 0.000002
-//	    max_output_tokens: 4096
-//	    mode: chat
+//   - model_name: gpt-4o
+//     litellm_params:
+//     model: openai/gpt-4o          # provider/name
+//     api_base: https://...         # optional
+//     api_key: os.environ/OPENAI_API_KEY
+//     api_version: 2024-10-21       # azure
+//     rpm: 600                      # also a routing weight
+//     tpm: 100000
+//     weight: 2
+//     timeout: 30                   # seconds
+//     model_info:
+//     id: my-deployment-id
+//     base_model: gpt-4o            # cost-map name when model is an azure deployment
+//     input_cost_per_token: 0.000001
+//     output_cost_per_token: 0.000002
+//     max_output_tokens: 4096
+//     mode: chat
 type ModelConfig struct {
 	ModelName     string         `json:"model_name" yaml:"model_name"`
 	LiteLLMParams map[string]any `json:"litellm_params" yaml:"litellm_params"`

@@ -21,7 +21,7 @@ type fakeOpenAI struct {
 	fail  func(n int64) int // status to fail with, or 0
 	delay time.Duration
 	// stream options
-	chunks     int  // content chunks per stream
+	chunks     int // content chunks per stream
 	chunkDelay time.Duration
 	withUsage  bool // final chunk carries usage
 	completion int64
