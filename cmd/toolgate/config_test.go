@@ -1,0 +1,164 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func writeFile(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	cfg, err := loadConfig("serve", []string{"--config", "../../config.example.yaml"},
+		env(map[string]string{"TOOLGATE_MASTER_KEY": "sk-example-master", "GITHUB_TOKEN": "ghp_x"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MasterKey != "sk-example-master" || cfg.DatabaseURL != "sqlite:toolgate.db" || len(cfg.MCPServers) != 2 {
+		t.Errorf("got %+v", cfg)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	gh := cfg.MCPServers[1]
+	if gh.Name != "github" || gh.AuthType != "bearer_token" || !strings.Contains(string(gh.Credentials), "ghp_x") ||
+		gh.StaticHeaders["X-MCP-Readonly"] != "true" || len(gh.AllowedTools) != 2 {
+		t.Errorf("github server: %+v", gh)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	file := writeFile(t, `
+general_settings:
+  master_key: sk-from-file-123
+  database_url: sqlite:/tmp/file.db
+  shutdown_grace: 3s
+`)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		port int
+		key  string
+		db   string
+	}{
+		{"defaults", nil, nil, 4000, "", "sqlite:toolgate.db"},
+		{"file", []string{"--config", file}, nil, 4000, "sk-from-file-123", "sqlite:/tmp/file.db"},
+		{"file from env", nil, map[string]string{"TOOLGATE_CONFIG": file}, 4000, "sk-from-file-123", "sqlite:/tmp/file.db"},
+		{"env beats file", []string{"--config", file}, map[string]string{"TOOLGATE_MASTER_KEY": "sk-from-env-123", "DATABASE_URL": "postgres://u@h/db", "PORT": "5000"}, 5000, "sk-from-env-123", "postgres://u@h/db"},
+		{"flag beats env", []string{"--port", "6000"}, map[string]string{"PORT": "5000"}, 6000, "", "sqlite:toolgate.db"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig("serve", tc.args, env(tc.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Port != tc.port || cfg.MasterKey != tc.key || cfg.DatabaseURL != tc.db {
+				t.Errorf("got port %d key %q db %q, want %d %q %q", cfg.Port, cfg.MasterKey, cfg.DatabaseURL, tc.port, tc.key, tc.db)
+			}
+		})
+	}
+	cfg, _ := loadConfig("serve", []string{"--config", file}, env(nil), io.Discard)
+	if cfg.ShutdownGrace != 3*time.Second {
+		t.Errorf("shutdown grace %v, want 3s", cfg.ShutdownGrace)
+	}
+}
+
+func TestConfigReportsEveryProblem(t *testing.T) {
+	file := writeFile(t, `
+general_settings:
+  master_key: os.environ/NOT_SET
+  database_url: mysql://x
+  max_request_size_mb: lots
+  some_litellm_setting: 1
+mcp_servers:
+  good:
+    url: http://127.0.0.1:1/mcp
+  typo:
+    url: http://127.0.0.1:2/mcp
+    allowed_tool: [x]
+  nourl:
+    transport: http
+unknown_section: {}
+`)
+	cfg, err := loadConfig("serve", []string{"--config", file}, env(map[string]string{"PORT": "http"}), io.Discard)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"NOT_SET", "mysql", "max_request_size_mb", "allowed_tool", "nourl: url is required", "PORT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	if diff := cmp.Diff([]string{
+		"config: unknown top-level key unknown_section ignored",
+		"config: general_settings.some_litellm_setting is not used by toolgate",
+	}, cfg.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseDatabaseURL(t *testing.T) {
+	for _, tc := range []struct {
+		url, scheme string
+		ok          bool
+	}{
+		{"sqlite:toolgate.db", "sqlite", true},
+		{"sqlite:///var/lib/toolgate.db", "sqlite", true},
+		{"postgres://u:p@h/db", "postgres", true},
+		{"postgresql://u@h/db", "postgresql", true},
+		{"sqlite:", "", false},
+		{"mysql://h/db", "", false},
+		{"toolgate.db", "", false},
+	} {
+		scheme, _, err := parseDatabaseURL(tc.url)
+		if (err == nil) != tc.ok || scheme != tc.scheme {
+			t.Errorf("parseDatabaseURL(%q) = %q, %v", tc.url, scheme, err)
+		}
+	}
+	if got := redactDSN("postgres://u:secret@h/db"); strings.Contains(got, "secret") {
+		t.Errorf("redactDSN kept the password: %s", got)
+	}
+	if got := sqlitePath("sqlite:///var/lib/t.db"); got != "/var/lib/t.db" {
+		t.Errorf("sqlitePath = %q", got)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out strings.Builder
+	if code := run([]string{"version"}, env(nil), &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "toolgate ") {
+		t.Errorf("version: code %d, output %q", code, out.String())
+	}
+	if code := run([]string{"bogus"}, env(nil), io.Discard, io.Discard); code != 2 {
+		t.Errorf("unknown command: code %d, want 2", code)
+	}
+	if code := run([]string{"serve", "--config", "/nonexistent.yaml"}, env(nil), io.Discard, io.Discard); code != 2 {
+		t.Errorf("missing config: code %d, want 2", code)
+	}
+}
+
+func FuzzParseConfigFile(f *testing.F) {
+	f.Add([]byte("general_settings:\n  master_key: x\nmcp_servers:\n  a:\n    url: http://x\n"))
+	f.Add([]byte("mcp_servers: [1, 2]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var cfg Config
+		_ = parseConfigFile(&cfg, data, env(nil))
+	})
+}

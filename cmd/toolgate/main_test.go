@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// newUpstream starts an in-process MCP server with one tool and returns its URL.
+func newUpstream(t testing.TB, name string) string {
+	t.Helper()
+	s := server.NewMCPServer(name, "1")
+	s.AddTool(mcp.NewTool("hello"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("hello from " + name), nil
+	})
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/mcp"
+}
+
+// mustRunMain starts a Main on a free port with cfg and closes it at cleanup.
+func mustRunMain(t testing.TB, cfg Config) *Main {
+	t.Helper()
+	m := NewMain(cfg)
+	m.Logger = slog.New(slog.DiscardHandler)
+	m.Stderr = io.Discard
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func get(t testing.TB, url, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMainServesAndReloads(t *testing.T) {
+	one := newUpstream(t, "one")
+	two := newUpstream(t, "two")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	write := func(servers string) {
+		body := fmt.Sprintf("general_settings:\n  master_key: sk-main-test\n  database_url: sqlite:%s\nmcp_servers:\n%s",
+			filepath.Join(dir, "t.db"), servers)
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("  one:\n    url: " + one + "\n")
+	cfg, err := loadConfig("serve", []string{"--config", file, "--host", "127.0.0.1", "--port", "0"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustRunMain(t, cfg)
+	base := "http://" + m.Addr
+
+	if code, body := get(t, base+"/health/readiness", ""); code != 200 || !strings.Contains(body, `"connected"`) {
+		t.Fatalf("readiness: %d %s", code, body)
+	}
+	names := func() []string {
+		_, body := get(t, base+"/v1/mcp/server", "sk-main-test")
+		var list []struct {
+			ServerName string `json:"server_name"`
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		var out []string
+		for _, s := range list {
+			out = append(out, s.ServerName)
+		}
+		return out
+	}
+	if got := names(); len(got) != 1 || got[0] != "one" {
+		t.Fatalf("servers %v, want [one]", got)
+	}
+
+	write("  two:\n    url: " + two + "\n")
+	if err := m.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); len(got) != 1 || got[0] != "two" {
+		t.Fatalf("after reload: servers %v, want [two]", got)
+	}
+	write("  bad-name:\n    url: " + two + "\n")
+	if err := m.Reload(context.Background()); err == nil {
+		t.Errorf("reload with an invalid server name succeeded")
+	}
+	if got := names(); len(got) != 1 || got[0] != "two" {
+		t.Errorf("after a failed reload: servers %v, want [two] kept", got)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- m.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("close: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("close did not return")
+	}
+	if _, err := http.Get(base + "/health/liveliness"); err == nil {
+		t.Errorf("still serving after Close")
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "m.db")
+	var out strings.Builder
+	code := run([]string{"migrate"}, env(map[string]string{"DATABASE_URL": "sqlite:" + db}), &out, io.Discard)
+	if code != 0 || !strings.Contains(out.String(), "migrations applied") {
+		t.Fatalf("migrate: code %d, output %q", code, out.String())
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Errorf("database not created: %v", err)
+	}
+}
+
+// TestGracefulShutdown closes the Main while a tool call is in flight: the call finishes.
+func TestGracefulShutdown(t *testing.T) {
+	s := server.NewMCPServer("slow", "1")
+	started := make(chan struct{}, 1)
+	s.AddTool(mcp.NewTool("wait"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		started <- struct{}{}
+		time.Sleep(500 * time.Millisecond)
+		return mcp.NewToolResultText("done"), nil
+	})
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	cfg := defaultConfig()
+	cfg.Host, cfg.Port = "127.0.0.1", 0
+	cfg.MasterKey = "sk-graceful-test"
+	cfg.DatabaseURL = "sqlite:" + filepath.Join(dir, "t.db")
+	cfg.ShutdownGrace = 10 * time.Second
+	cfg.MCPServers = nil
+	m := mustRunMain(t, cfg)
+	base := "http://" + m.Addr
+	body := `{"server_name":"slow","url":"` + ts.URL + `/mcp"}`
+	req, _ := http.NewRequest("POST", base+"/v1/mcp/server", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer sk-graceful-test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("register: %d", resp.StatusCode)
+	}
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		var r result
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			req, _ := http.NewRequest("POST", base+"/mcp-rest/tools/call", strings.NewReader(`{"name":"slow-wait"}`))
+			req.Header.Set("Authorization", "Bearer sk-graceful-test")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				r.err = err
+				break
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r = result{code: resp.StatusCode, body: string(b)}
+			if resp.StatusCode == 200 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // the upstream may still be connecting
+		}
+		res <- r
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tool call never reached the upstream")
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	r := <-res
+	if r.err != nil || r.code != 200 || !strings.Contains(r.body, "done") {
+		t.Errorf("in-flight call: %d %s %v, want 200 done", r.code, r.body, r.err)
+	}
+}
