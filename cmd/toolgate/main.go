@@ -111,4 +111,3 @@ func migrate(ctx context.Context, cfg Config) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
