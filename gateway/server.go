@@ -96,6 +96,20 @@ type Config struct {
 }
 
 // Server is toolgate's HTTP surface. Create it with New, call Start, serve Handler, then Close.
+//
+// The identity, oauth and llm route functions (identityRoutes, oauthRoutes, llmRoutes) run
+// inside New, after the gateway's own routes and before the upstream pool and federation
+// are built. There they may:
+//   - register routes on the mux (patterns must not conflict with the gateway's);
+//   - classify routes that are not admin-only with s.addRouteRule (the default is admin);
+//   - add bearer-token authenticators with s.addTokenAuthenticator (OAuth, JWT);
+//   - set s.challenge (the WWW-Authenticate value for 401s on MCP routes);
+//   - set s.authorizer (tool permissions) and s.toolHook (budgets around tool calls);
+//   - append to s.onReload to learn the merged server registry after every change.
+//
+// Handlers may use s.store, s.log, s.now, s.metrics.registry, s.writeError/s.handle,
+// decodeJSON, s.sealBox (secrets at rest), s.invalidateKey/s.invalidateAllKeys and
+// PrincipalFrom.
 type Server struct {
 	cfg     Config
 	store   store.Store
