@@ -245,6 +245,24 @@ func TestWire(t *testing.T) {
 			}
 		})
 	}
+	t.Run("body_over_limit", func(t *testing.T) {
+		// 4 MiB is the default limit; the body is valid JSON-RPC padded past it.
+		pad := strings.Repeat("x", 5<<20)
+		body := `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"pad":"` + pad + `"}}}`
+		req, _ := http.NewRequest(http.MethodPost, g.base+"/mcp/wire", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+g.key)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			b, _ := io.ReadAll(resp.Body)
+			t.Errorf("got %d %s, want 413", resp.StatusCode, b)
+		}
+	})
 }
 
 func firstLine(s string) string {
