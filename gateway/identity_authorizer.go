@@ -35,13 +35,15 @@ type identity struct {
 
 	subjects *expirable.LRU[subjectKey, *toolsets.Subject]
 	servers  atomic.Pointer[serverSnapshot]
+	ttl      time.Duration // how long compiled grants and the toolsets are trusted
 }
 
 var _ federation.Authorizer = (*identity)(nil)
 
 type policySnapshot struct {
-	gen uint64
-	pol *toolsets.Policy
+	gen    uint64
+	pol    *toolsets.Policy
+	expiry time.Time // reloaded after this, to see other processes' toolset changes
 }
 
 type serverSnapshot struct {
@@ -65,7 +67,7 @@ func newIdentity(s *Server) *identity {
 	if ttl <= 0 {
 		ttl = 5 * time.Second
 	}
-	return &identity{s: s, subjects: expirable.NewLRU[subjectKey, *toolsets.Subject](20000, nil, ttl)}
+	return &identity{s: s, ttl: ttl, subjects: expirable.NewLRU[subjectKey, *toolsets.Subject](20000, nil, ttl)}
 }
 
 // identityOf returns the identity of s (set by identityRoutes), or nil.
@@ -84,21 +86,27 @@ func (id *identity) toolsetsChanged() {
 // changed since the last load.
 func (id *identity) currentPolicy(ctx context.Context) (*toolsets.Policy, uint64, error) {
 	gen := id.gen.Load()
-	if p := id.policy.Load(); p != nil && p.gen == gen {
+	now := time.Now()
+	if p := id.policy.Load(); p != nil && p.gen == gen && now.Before(p.expiry) {
 		return p.pol, gen, nil
 	}
 	id.policyMu.Lock()
 	defer id.policyMu.Unlock()
 	gen = id.gen.Load()
-	if p := id.policy.Load(); p != nil && p.gen == gen {
+	if p := id.policy.Load(); p != nil && p.gen == gen && now.Before(p.expiry) {
 		return p.pol, gen, nil
 	}
 	ts, err := id.s.store.Toolsets(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load toolsets: %w", err)
 	}
+	// A reload starts a new generation so that callers compiled against the old toolsets
+	// are compiled again.
+	if p := id.policy.Load(); p != nil && p.gen == gen {
+		gen = id.gen.Add(1)
+	}
 	pol := toolsets.NewPolicy(ts)
-	id.policy.Store(&policySnapshot{gen: gen, pol: pol})
+	id.policy.Store(&policySnapshot{gen: gen, pol: pol, expiry: time.Now().Add(id.ttl)})
 	return pol, gen, nil
 }
 

@@ -15,7 +15,6 @@ func (s *Server) identityRoutes(mux *http.ServeMux) {
 		"/v1/mcp/toolset", "/v1/mcp/access/explain"} {
 		s.addRouteRule(p, false, classUser)
 	}
-	s.addRouteRule("/key", true, classUser) // /key/{key}/regenerate; block/unblock check admin themselves
 	s.addRouteRule("/v1/mcp/toolset", true, classUser)
 	s.addRouteRule("/toolset", true, classMCP)
 
