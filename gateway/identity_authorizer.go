@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,16 @@ func newIdentity(s *Server) *identity {
 func (s *Server) identityOf() *identity {
 	id, _ := s.authorizer.(*identity)
 	return id
+}
+
+// setClientNetwork says how to find callers' addresses behind proxies: with
+// trustForwardedFor, X-Forwarded-For is believed when the TCP peer is in trusted (and, with
+// no trusted ranges, every caller counts as external). The gateway calls it from New with
+// its configuration; until then, the TCP peer is the caller.
+func (s *Server) setClientNetwork(trustForwardedFor bool, trusted []netip.Prefix) {
+	if id := s.identityOf(); id != nil {
+		id.network = toolsets.Network{TrustForwardedFor: trustForwardedFor, TrustedProxies: trusted}
+	}
 }
 
 // toolsetsChanged drops the compiled policy and every compiled caller.

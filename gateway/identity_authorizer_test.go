@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -159,6 +160,32 @@ func TestToolsetHeaderAndNetwork(t *testing.T) {
 	if !id.AllowTool(r.Context(), "alpha", "t1") {
 		t.Errorf("external caller lost a public server")
 	}
+	// Forwarding trusted from 10/8 only: a trusted proxy's X-Forwarded-For counts,
+	// anyone else's does not; enabled with no ranges, everyone is external.
+	g.s.setClientNetwork(true, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	for _, tc := range []struct {
+		remote, xff string
+		internal    bool
+	}{
+		{"10.1.1.1:1", "192.168.0.7", true},
+		{"10.1.1.1:1", "203.0.113.5", false},
+		{"203.0.113.5:1", "10.9.9.9", false},
+		{"127.0.0.1:1", "", true},
+	} {
+		r, err := g.s.identityRequest(req(tc.remote, "", tc.xff))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := id.AllowServer(r.Context(), "intra"); got != tc.internal {
+			t.Errorf("peer %s xff %q: internal-only server visible = %v, want %v", tc.remote, tc.xff, got, tc.internal)
+		}
+	}
+	g.s.setClientNetwork(true, nil)
+	if r, _ := g.s.identityRequest(req("127.0.0.1:1", "", "")); id.AllowServer(r.Context(), "intra") {
+		t.Errorf("forwarding enabled with no trusted ranges: a loopback caller counts as internal")
+	}
+	g.s.setClientNetwork(false, nil)
+
 	// Without the request information (not wired), callers count as external.
 	bare := WithPrincipal(context.Background(), p)
 	if id.AllowServer(bare, "intra") {
