@@ -1,7 +1,241 @@
 package gateway
 
-import "net/http"
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
 
-// oauthRoutes registers the OAuth authorization server and discovery routes.
-// Stub: the oauth work replaces this file.
-func (s *Server) oauthRoutes(mux *http.ServeMux) {}
+	"github.com/toolgate/toolgate/oauth"
+	"github.com/toolgate/toolgate/store"
+)
+
+// oauthRoutes registers protected-resource discovery, the authorization server and the
+// bearer-token authenticators, as configured by Config.OAuth.
+func (s *Server) oauthRoutes(mux *http.ServeMux) {
+	if err := s.mountOAuth(mux, oauthConfigOf(&s.cfg)); err != nil {
+		// New validates nothing else about OAuth; a bad section is logged and OAuth stays off.
+		s.log.Error("oauth disabled: invalid configuration", "err", err)
+	}
+}
+
+// mountOAuth does the work of oauthRoutes for an explicit configuration.
+func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
+	client := oauth.NewHTTPClient(cfg.Fetch)
+	if cfg.JWT.Enabled() {
+		jc := cfg.JWT
+		if jc.HTTPClient == nil {
+			jc.HTTPClient = client
+		}
+		v, err := oauth.NewJWTValidator(jc)
+		if err != nil {
+			return fmt.Errorf("jwt_auth: %w", err)
+		}
+		s.addTokenAuthenticator(s.jwtAuthenticator(v))
+	}
+	if cfg.PublicURL == "" {
+		return nil
+	}
+	servers := cfg.AuthorizationServers
+	if servers == nil && !cfg.AuthorizationServer {
+		for _, is := range cfg.JWT.Issuers {
+			servers = append(servers, is.Issuer)
+		}
+	}
+	res, err := oauth.NewResource(oauth.ResourceConfig{PublicURL: cfg.PublicURL, AuthorizationServers: servers,
+		ScopesSupported: cfg.Scopes, ResourceName: "toolgate"})
+	if err != nil {
+		return err
+	}
+	mux.Handle(oauth.WellKnownResource, res)
+	mux.Handle(oauth.WellKnownResource+"/", res)
+	s.challenge = func(r *http.Request) string { return res.Challenge(r.URL.Path, nil) }
+	if !cfg.AuthorizationServer {
+		return nil
+	}
+	as, err := oauth.NewServer(oauth.ServerConfig{
+		Resource:                res,
+		Store:                   s.store,
+		Keys:                    oauthKeys{s},
+		ClientMetadataDocuments: cfg.ClientMetadataDocuments,
+		HTTPClient:              client,
+		AccessTokenTTL:          cfg.AccessTokenTTL,
+		RefreshTokenTTL:         cfg.RefreshTokenTTL,
+		Logger:                  s.log.With("component", "oauth"),
+		Now:                     s.now,
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range as.Paths() {
+		if strings.HasPrefix(p, oauth.WellKnownResource) {
+			continue
+		}
+		mux.Handle(p, as)
+		s.addRouteRule(p, false, classPublic)
+	}
+	s.addTokenAuthenticator(s.oauthAuthenticator(as))
+	return nil
+}
+
+// oauthKeys lets the login page sign in with the master key or a virtual key, and keeps
+// issued tokens tied to that key: blocking, expiring or deleting it revokes them.
+type oauthKeys struct{ s *Server }
+
+var (
+	_ oauth.KeyVerifier    = oauthKeys{}
+	_ oauth.SubjectChecker = oauthKeys{}
+)
+
+// VerifyKey implements oauth.KeyVerifier.
+func (k oauthKeys) VerifyKey(ctx context.Context, secret string) (string, error) {
+	if secret == "" {
+		return "", oauth.ErrInvalidKey
+	}
+	sum := sha256.Sum256([]byte(secret))
+	k.s.mu.Lock()
+	master := k.s.masterHash
+	k.s.mu.Unlock()
+	if len(master) == sha256.Size && subtle.ConstantTimeCompare(sum[:], master) == 1 {
+		return "master_key", nil
+	}
+	p, err := k.s.keyPrincipal(ctx, hex.EncodeToString(sum[:]))
+	if err != nil {
+		var he *Error
+		if errors.As(err, &he) && he.Status < 500 {
+			return "", fmt.Errorf("%w: %s", oauth.ErrInvalidKey, he.Message)
+		}
+		return "", err
+	}
+	return p.Subject, nil
+}
+
+// CheckSubject implements oauth.SubjectChecker.
+func (k oauthKeys) CheckSubject(ctx context.Context, subject string) error {
+	_, err := k.s.subjectPrincipal(ctx, subject)
+	return err
+}
+
+// subjectPrincipal resolves the subject a token was issued to ("master_key" or
+// "key:<id>") to the principal of that key, through the admission cache.
+func (s *Server) subjectPrincipal(ctx context.Context, subject string) (*Principal, error) {
+	if subject == "master_key" {
+		s.mu.Lock()
+		ok := len(s.masterHash) == sha256.Size
+		s.mu.Unlock()
+		if !ok {
+			return nil, errors.New("no master key")
+		}
+		return &Principal{Kind: KindMaster, Admin: true, Subject: "master_key"}, nil
+	}
+	id, ok := strings.CutPrefix(subject, "key:")
+	if !ok {
+		return nil, fmt.Errorf("unknown subject kind %q", subject)
+	}
+	k, err := s.store.Key(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", id, err)
+	}
+	return s.keyPrincipal(ctx, k.TokenHash)
+}
+
+// oauthAuthenticator admits access tokens issued by the gateway's authorization server.
+//
+// The token's RFC 8707 audience (Grant.Resource) is one of this gateway's routes by
+// construction; checking it against the route being called needs the request path, which
+// a TokenAuthenticator does not get.
+func (s *Server) oauthAuthenticator(as *oauth.Server) TokenAuthenticator {
+	return func(ctx context.Context, token string) (*Principal, error) {
+		if !oauth.IsAccessToken(token) {
+			return nil, nil
+		}
+		g, err := as.Introspect(ctx, token)
+		if err != nil {
+			return nil, oauthError(err)
+		}
+		kp, err := s.subjectPrincipal(ctx, g.Subject)
+		if err != nil {
+			var he *Error
+			if errors.As(err, &he) {
+				return nil, he
+			}
+			return nil, &Error{Status: http.StatusUnauthorized, Type: "auth_error", Param: "api_key",
+				Message: "token revoked", Err: err}
+		}
+		p := *kp
+		p.Kind = KindOAuth
+		p.Scopes = g.Scopes
+		return &p, nil
+	}
+}
+
+// jwtAuthenticator admits JWTs from the configured issuers and maps their claims onto
+// users, teams and orgs that exist in the store.
+func (s *Server) jwtAuthenticator(v *oauth.JWTValidator) TokenAuthenticator {
+	return func(ctx context.Context, token string) (*Principal, error) {
+		if !oauth.LooksLikeJWT(token) {
+			return nil, nil
+		}
+		jp, err := v.Validate(ctx, token)
+		if err != nil {
+			return nil, oauthError(err)
+		}
+		p := &Principal{Kind: KindJWT, Scopes: jp.Scopes, Subject: "jwt:" + jp.Issuer + "#" + jp.Subject}
+		if jp.UserID != "" {
+			u, err := s.store.User(ctx, jp.UserID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			p.User = u
+		}
+		teamID := jp.TeamID
+		if teamID == "" && len(jp.TeamIDs) > 0 {
+			teamID = jp.TeamIDs[0]
+		}
+		if teamID != "" {
+			t, err := s.store.Team(ctx, teamID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			if t != nil && t.Blocked {
+				return nil, &Error{Status: http.StatusForbidden, Type: "blocked_team", Param: "api_key",
+					Message: fmt.Sprintf("team %s is blocked", t.ID)}
+			}
+			p.Team = t
+		}
+		orgID := jp.OrgID
+		if orgID == "" && p.Team != nil {
+			orgID = p.Team.OrgID
+		}
+		if orgID != "" {
+			o, err := s.store.Org(ctx, orgID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			p.Org = o
+		}
+		// The IdP vouches for who the user is; what the user may do is toolgate's record.
+		p.Admin = p.User != nil && p.User.Role == store.RoleProxyAdmin
+		return p, nil
+	}
+}
+
+// oauthError maps an oauth error onto the gateway's wire error.
+func oauthError(err error) error {
+	status, oe := oauth.ErrorStatus(err)
+	if status >= 500 {
+		return &Error{Status: status, Message: oe.Description, Err: err}
+	}
+	typ := "auth_error"
+	switch {
+	case errors.Is(err, oauth.ErrExpired):
+		typ = "expired_token"
+	case errors.Is(err, oauth.ErrRevoked):
+		typ = "revoked_token"
+	}
+	return &Error{Status: status, Type: typ, Param: "api_key", Message: oe.Description, Err: err}
+}

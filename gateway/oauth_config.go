@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"reflect"
+	"time"
+
+	"github.com/toolgate/toolgate/oauth"
+)
+
+// OAuthConfig configures the gateway's OAuth side: protected-resource discovery, the
+// built-in authorization server, and external JWTs. The zero value turns all of it off
+// (admission then knows only the master key and virtual keys).
+type OAuthConfig struct {
+	// PublicURL is the gateway's external base URL with its root path, e.g.
+	// "https://gw.example.com" (general_settings.public_url, TOOLGATE_PUBLIC_URL). Required
+	// for discovery and the authorization server; if empty, neither is served.
+	PublicURL string `yaml:"public_url"`
+
+	// AuthorizationServer turns on the built-in authorization server (login with a
+	// toolgate key). If false, only JWTs from JWT.Issuers are accepted as bearer tokens.
+	AuthorizationServer bool `yaml:"authorization_server"`
+	// AuthorizationServers are advertised in protected-resource metadata. If nil, the
+	// gateway itself when AuthorizationServer is on, else the JWT issuers.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// Scopes are advertised and granted. If nil, ["mcp"].
+	Scopes []string `yaml:"scopes"`
+	// ClientMetadataDocuments accepts Client ID Metadata Document URLs as client IDs.
+	ClientMetadataDocuments bool `yaml:"client_id_metadata_documents"`
+	// AccessTokenTTL and RefreshTokenTTL bound issued tokens. If zero, 1h and 30 days.
+	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+
+	// JWT is the jwt_auth section: issuer-scoped and global key sets. If it has no issuer
+	// and no jwks_url, JWTs are not accepted.
+	JWT oauth.JWTConfig `yaml:"jwt_auth"`
+
+	// Fetch governs outbound fetches (JWKS, client metadata documents): set AllowLoopback
+	// only for development and tests.
+	Fetch oauth.FetchConfig `yaml:"fetch"`
+}
+
+// oauthConfigOf returns cfg.OAuth.
+//
+// The gateway work owns Config; until it adds the field `OAuth OAuthConfig`, this reads it
+// by name so that the oauth wiring compiles either way. Replace with cfg.OAuth once the
+// field exists.
+func oauthConfigOf(cfg *Config) OAuthConfig {
+	v := reflect.ValueOf(cfg).Elem().FieldByName("OAuth")
+	if !v.IsValid() {
+		return OAuthConfig{}
+	}
+	c, _ := v.Interface().(OAuthConfig)
+	return c
+}
