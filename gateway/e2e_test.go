@@ -219,3 +219,28 @@ func TestKeylessServer(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaPicksUpRegistration runs two gateways on one database: a server registered
+// through one is served by the other after its periodic registry reload.
+func TestReplicaPicksUpRegistration(t *testing.T) {
+	up := newUpstream(t, "shared", "echo")
+	a := newTestGateway(t, func(c *Config) { c.RegistryRefresh = -1 })
+	b, err := New(Config{Store: a.db, MasterKey: testMasterKey, RegistryRefresh: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if r := a.admin(t, "POST", "/v1/mcp/server", map[string]any{"server_name": "shared", "url": up}); r.status != 201 {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	waitFor(t, "replica b to serve the new server", func() bool { return b.reg.Load().byName["shared"] != nil })
+	bs := httptest.NewServer(b.Handler())
+	t.Cleanup(bs.Close)
+	c := dialMCP(t, bs.URL+"/mcp/shared", false, map[string]string{"Authorization": "Bearer " + testMasterKey})
+	if diff := cmp.Diff([]string{"echo"}, toolNamesOf(t, c)); diff != "" {
+		t.Errorf("tools on replica b (-want +got):\n%s", diff)
+	}
+}

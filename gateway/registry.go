@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -87,12 +88,52 @@ func (s *Server) reload(ctx context.Context) error {
 		})
 	}
 	s.reg.Store(reg)
+	fp := registryFingerprint(reg.servers, specs, fed)
+	if fp == s.regPrint {
+		return nil // only health or timestamps changed
+	}
+	s.regPrint = fp
 	s.pool.Update(specs)
 	s.fed.SetServers(fed)
 	for _, f := range s.onReload {
 		f(reg.servers)
 	}
 	return nil
+}
+
+// registryFingerprint hashes what the pool, federation and route functions see of the
+// registry, leaving out health and timestamps.
+func registryFingerprint(servers []*store.MCPServer, specs []upstream.Spec, fed []federation.Server) [32]byte {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, srv := range servers {
+		c := *srv
+		c.HealthStatus, c.HealthError, c.LastHealthCheck = "", "", time.Time{}
+		c.CreatedAt, c.UpdatedAt = time.Time{}, time.Time{}
+		_ = enc.Encode(&c)
+	}
+	_ = enc.Encode(specs)
+	_ = enc.Encode(fed)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// refreshRegistry reloads the registry every interval until ctx ends, so that servers
+// registered through other replicas sharing the database are picked up.
+func (s *Server) refreshRegistry(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.reload(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("periodic registry reload", "err", err)
+			}
+		}
+	}
 }
 
 // configServers returns copies of the config-file servers with IDs and Source set.

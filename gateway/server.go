@@ -77,6 +77,10 @@ type Config struct {
 	CacheTTL time.Duration
 	// SessionIdleTTL expires idle MCP sessions (2025-era clients). If zero, federation's default.
 	SessionIdleTTL time.Duration
+	// SessionKey signs MCP session IDs so that any replica sharing it accepts them. If nil,
+	// it is derived from SaltKey or MasterKey; if both are empty, a random key is used and
+	// sessions do not survive a restart or move between replicas.
+	SessionKey []byte
 	// AllowedOrigins are the browser origins accepted on the MCP endpoints besides the
 	// gateway's own. If nil, only same-origin and non-browser callers.
 	AllowedOrigins []string
@@ -87,6 +91,11 @@ type Config struct {
 	ModelList       []map[string]any
 	LiteLLMSettings map[string]any
 	RouterSettings  map[string]any
+
+	// RegistryRefresh is how often the server registry is re-read from the database, so
+	// that servers registered through other replicas are served. If zero, 30 seconds; if
+	// negative, never (changes through this process still apply at once).
+	RegistryRefresh time.Duration
 
 	// Version is reported by /health/readiness/details and to MCP clients. If empty, "dev".
 	Version string
@@ -130,8 +139,12 @@ type Server struct {
 	toolHook   federation.CallHook                // budgets around tool calls; nil none
 	onReload   []func(servers []*store.MCPServer) // told the merged registry after each change
 
-	reloadMu sync.Mutex // serializes registry rebuilds
+	reloadMu sync.Mutex // serializes registry rebuilds and guards regPrint
 	reg      atomic.Pointer[registry]
+	regPrint [32]byte // fingerprint of the registry last given to the pool and federation
+
+	stop context.CancelFunc // ends background work started by Start
+	bg   sync.WaitGroup
 
 	mu         sync.Mutex
 	box        *seal.Box          // nil when no salt or master key is configured
@@ -161,6 +174,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.cfg.Version == "" {
 		s.cfg.Version = "dev"
+	}
+	if s.cfg.RegistryRefresh == 0 {
+		s.cfg.RegistryRefresh = 30 * time.Second
 	}
 	if s.cfg.MasterKeyOut == nil {
 		s.cfg.MasterKeyOut = os.Stderr
@@ -220,6 +236,7 @@ func New(cfg Config) (*Server, error) {
 		MaxBodyBytes:   s.cfg.MaxBodyBytes,
 		Name:           "toolgate",
 		Version:        s.cfg.Version,
+		SessionKey:     sessionKey(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -227,6 +244,22 @@ func New(cfg Config) (*Server, error) {
 	s.fed = fed
 	s.handler = s.middleware(mux)
 	return s, nil
+}
+
+// sessionKey returns the session signing key for cfg, or nil for a random one.
+func sessionKey(cfg Config) []byte {
+	if cfg.SessionKey != nil {
+		return cfg.SessionKey
+	}
+	secret := cfg.SaltKey
+	if secret == "" {
+		secret = cfg.MasterKey
+	}
+	if secret == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte("toolgate session key v1\x00" + secret))
+	return sum[:]
 }
 
 // Start loads or creates the master key, loads the registered servers and connects to
@@ -247,6 +280,17 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := s.reload(ctx); err != nil {
 		return fmt.Errorf("gateway: load mcp servers: %w", err)
+	}
+	if s.cfg.RegistryRefresh > 0 {
+		bgCtx, cancel := context.WithCancel(context.Background())
+		s.mu.Lock()
+		s.stop = cancel
+		s.mu.Unlock()
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.refreshRegistry(bgCtx, s.cfg.RegistryRefresh)
+		}()
 	}
 	for _, srv := range s.reg.Load().servers {
 		if srv.AllowKeyless {
@@ -319,7 +363,12 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	stop := s.stop
 	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	s.bg.Wait()
 	return errors.Join(s.fed.Close(), s.pool.Close())
 }
 
