@@ -130,8 +130,8 @@ func mayWrite(p *Principal) error {
 }
 
 // mayEditKey is the ownership guard: a non-admin may change only keys it created and that
-// still belong to it.
-func mayEditKey(p *Principal, k *store.Key) error {
+// still belong to it (for a team key: while it is still a member of the team).
+func (s *Server) mayEditKey(ctx context.Context, p *Principal, k *store.Key) error {
 	if p.Admin {
 		return nil
 	}
@@ -141,6 +141,11 @@ func mayEditKey(p *Principal, k *store.Key) error {
 	uid := actorUserID(p)
 	if k.CreatedBy != uid || k.UserID != uid {
 		return permDenied("you may change only keys you created and still own")
+	}
+	if k.TeamID != "" {
+		if err := s.requireMember(ctx, k.TeamID, uid); err != nil {
+			return permDenied("you may change a team key only while you are a member of team %q", k.TeamID)
+		}
 	}
 	return nil
 }
@@ -551,7 +556,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := mayEditKey(p, k); err != nil {
+	if err := s.mayEditKey(r.Context(), p, k); err != nil {
 		return err
 	}
 	before := viewKey(k)
@@ -593,7 +598,7 @@ func (s *Server) regenerateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := mayEditKey(p, k); err != nil {
+	if err := s.mayEditKey(r.Context(), p, k); err != nil {
 		return err
 	}
 	grace := time.Time{}
@@ -682,7 +687,7 @@ func (s *Server) deleteKeys(w http.ResponseWriter, r *http.Request) error {
 		ks = append(ks, k)
 	}
 	for _, k := range ks {
-		if err := mayEditKey(p, k); err != nil {
+		if err := s.mayEditKey(r.Context(), p, k); err != nil {
 			return err
 		}
 	}

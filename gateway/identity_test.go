@@ -292,6 +292,14 @@ func TestGuardEditOnlyOwnKeys(t *testing.T) {
 	if r := g.as(t, bob, "POST", "/key/update", map[string]any{"key": ownID, "key_alias": "back"}); r.status != 403 {
 		t.Errorf("owned but not created: got %d, want 403", r.status)
 	}
+	// A team key stops being editable when its creator leaves the team.
+	must(t, g.admin(t, "POST", "/team/new", map[string]any{"team_id": "t", "members_with_roles": []map[string]any{{"user_id": "alice"}}}), 200)
+	tk := must(t, g.as(t, alice, "POST", "/key/generate", map[string]any{"team_id": "t"}), 200)
+	must(t, g.as(t, alice, "POST", "/key/update", map[string]any{"key": tk["token"], "key_alias": "team-key"}), 200)
+	must(t, g.admin(t, "POST", "/team/member_delete", map[string]any{"team_id": "t", "user_id": "alice"}), 200)
+	if r := g.as(t, alice, "POST", "/key/update", map[string]any{"key": tk["token"], "key_alias": "still-mine"}); r.status != 403 {
+		t.Errorf("team key after leaving the team: got %d, want 403", r.status)
+	}
 	// Reading: own keys only.
 	if r := g.as(t, bob, "GET", "/key/info?key="+adminMadeID, nil); r.status != 403 {
 		t.Errorf("bob reads alice's key: got %d, want 403", r.status)
