@@ -1,7 +1,291 @@
 package gateway
 
-import "net/http"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
 
-// llmRoutes registers the LLM completion and model management routes.
-// Stub: the llm work replaces this file.
-func (s *Server) llmRoutes(mux *http.ServeMux) {}
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/toolgate/toolgate/llm"
+	"github.com/toolgate/toolgate/llm/budget"
+	"github.com/toolgate/toolgate/store"
+)
+
+// llmRuntime is the LLM side of one Server: the llm handler, the budget core and the
+// spend log. Server has no field for it (it is the gateway's file), so it is kept here,
+// keyed by server, and found again by llmClose.
+type llmRuntime struct {
+	srv     *llm.Server
+	budget  *budget.Manager
+	spend   *budget.SpendLog
+	limiter budget.Limiter
+	start   sync.Once
+}
+
+var llmRuntimes sync.Map // *Server -> *llmRuntime
+
+// userRoutes are the LLM routes any valid principal may call; the rest (/model/new,
+// /model/update, /model/delete) stay admin-only.
+var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
+	"/v1/images/generations", "/images/generations", "/v1/models", "/models", "/model/info", "/v1/model/info", "/spend/logs"}
+
+// llmRoutes registers the LLM completion, model management and spend log routes and
+// installs the budget hook around MCP tool calls. Configuration (from the config file):
+//
+//	model_list: [...]                      # LiteLLM's shape; see llm.ModelConfig
+//	router_settings:                       # see llm.RouterSettings
+//	  routing_strategy: simple-shuffle     # least-busy, latency-based-routing
+//	  num_retries: 2
+//	  timeout: 600
+//	  fallbacks: [{gpt-4o: [gpt-4o-mini]}]
+//	  cooldown_time: 5
+//	  allowed_fails: 3
+//	  redis_url: redis://127.0.0.1:6379/0  # shared rate-limit counters (or redis_host/redis_port/redis_password)
+//	litellm_settings:
+//	  budget_alert_webhook: https://...    # soft_budget crossings are POSTed here
+func (s *Server) llmRoutes(mux *http.ServeMux) {
+	rt, err := s.newLLMRuntime()
+	if err != nil {
+		// New cannot fail from here; refuse the LLM routes loudly instead.
+		s.log.Error("LLM routes disabled: bad configuration", "err", err)
+		for _, p := range llm.Paths {
+			mux.Handle(p, s.handle(func(w http.ResponseWriter, r *http.Request) error {
+				return &Error{Status: http.StatusServiceUnavailable, Message: "LLM routes are disabled: " + err.Error()}
+			}))
+		}
+		return
+	}
+	llmRuntimes.Store(s, rt)
+	for _, p := range llmUserRoutes {
+		s.addRouteRule(p, false, classUser)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := callerFor(PrincipalFrom(r.Context()))
+		if c == nil {
+			s.writeError(w, r, &Error{Status: http.StatusUnauthorized, Message: "authentication required"})
+			return
+		}
+		rt.srv.ServeHTTP(w, r.WithContext(llm.WithCaller(r.Context(), c)))
+	})
+	for _, p := range llm.Paths {
+		mux.Handle(p, h)
+	}
+	// Start the background work with the gateway: Start reloads the registry once.
+	s.onReload = append(s.onReload, func([]*store.MCPServer) {
+		rt.start.Do(func() {
+			rt.budget.Start()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := rt.srv.Start(ctx); err != nil {
+				s.log.Error("load LLM models", "err", err)
+			}
+		})
+	})
+	if s.toolHook == nil {
+		s.toolHook = &toolBudget{s: s, rt: rt}
+	} else {
+		s.log.Warn("a tool-call hook is already installed; MCP tool calls are not charged to budgets")
+	}
+}
+
+// llmClose flushes the spend log and stops the LLM background work. Server.Close should
+// call it.
+func (s *Server) llmClose() error {
+	v, ok := llmRuntimes.LoadAndDelete(s)
+	if !ok {
+		return nil
+	}
+	rt := v.(*llmRuntime)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := []error{rt.srv.Close(), rt.budget.Close(), rt.spend.Close(ctx)}
+	if c, ok := rt.limiter.(interface{ Close() error }); ok {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) newLLMRuntime() (*llmRuntime, error) {
+	rt := &llmRuntime{}
+	models, err := llm.ModelConfigsFromMaps(s.cfg.ModelList)
+	if err != nil {
+		return nil, err
+	}
+	var rs llm.RouterSettings
+	if len(s.cfg.RouterSettings) > 0 {
+		b, _ := json.Marshal(s.cfg.RouterSettings)
+		if err := json.Unmarshal(b, &rs); err != nil {
+			return nil, fmt.Errorf("router_settings: %w", err)
+		}
+	}
+	if url := redisURL(s.cfg.RouterSettings, s.cfg.LiteLLMSettings); url != "" {
+		rl, err := budget.NewRedisLimiter(url, "")
+		if err != nil {
+			return nil, err
+		}
+		rt.limiter = rl
+	} else {
+		rt.limiter = budget.NewMemoryLimiter(s.now)
+	}
+	alert, _ := s.cfg.LiteLLMSettings["budget_alert_webhook"].(string)
+	rt.budget, err = budget.New(budget.Config{Store: s.store, Logger: s.log.With("component", "budget"), AlertURL: alert})
+	if err != nil {
+		return nil, err
+	}
+	rt.spend, err = budget.NewSpendLog(budget.SpendLogConfig{Store: s.store, Logger: s.log.With("component", "spendlog")})
+	if err != nil {
+		return nil, err
+	}
+	cfg := llm.Config{Models: models, Router: rs, Budget: rt.budget, Limiter: rt.limiter, SpendLog: rt.spend,
+		SpendReader: s.store, Logger: s.log.With("component", "llm"), MaxBodyBytes: s.cfg.MaxBodyBytes, Now: s.now}
+	if s.box != nil {
+		cfg.ModelStore, cfg.Sealer = s.store, s.box
+	}
+	rt.srv, err = llm.New(cfg)
+	if err != nil {
+		_ = rt.spend.Close(context.Background())
+		return nil, err
+	}
+	return rt, nil
+}
+
+// redisURL reads redis_url (or redis_host, redis_port, redis_password) from
+// router_settings, then litellm_settings.
+func redisURL(sections ...map[string]any) string {
+	for _, m := range sections {
+		if u, _ := m["redis_url"].(string); u != "" {
+			return u
+		}
+		if h, _ := m["redis_host"].(string); h != "" {
+			port := fmt.Sprint(m["redis_port"])
+			if port == "" || port == "<nil>" {
+				port = "6379"
+			}
+			if pw, _ := m["redis_password"].(string); pw != "" {
+				return "redis://:" + pw + "@" + h + ":" + port + "/0"
+			}
+			return "redis://" + h + ":" + port + "/0"
+		}
+	}
+	return ""
+}
+
+// callerFor translates a principal to the llm caller: which models it may use, which
+// budgets and rate limits apply. A key in a team is charged to the team (and its team
+// member budget) rather than to the user's personal budget, as in LiteLLM.
+func callerFor(p *Principal) *llm.Caller {
+	if p == nil || p.Kind == KindAnonymous {
+		return nil
+	}
+	c := &llm.Caller{Admin: p.Admin}
+	var rules []budget.Rule
+	addRule := func(scope store.BudgetScope, id string, l store.Limits) {
+		if r, ok := budget.RuleFor(scope, id, l); ok {
+			rules = append(rules, r)
+		}
+	}
+	if k := p.Key; k != nil {
+		c.KeyID, c.KeyHash, c.KeyAlias = k.ID, k.TokenHash, k.KeyAlias
+		c.UserID, c.TeamID, c.OrgID = k.UserID, k.TeamID, k.OrgID
+		c.Models = k.Models
+		c.AllowClientSideCredentials = k.AllowClientSideCredentials
+		c.Tags = k.Tags
+		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID})
+		addRule(store.BudgetKey, k.ID, k.Limits)
+	}
+	if u := p.User; u != nil {
+		if c.UserID == "" {
+			c.UserID = u.ID
+		}
+		if c.OrgID == "" {
+			c.OrgID = u.OrgID
+		}
+		if p.Key == nil {
+			c.Models = u.Models
+		}
+		addRule(store.BudgetUser, u.ID, u.Limits)
+	}
+	if t := p.Team; t != nil {
+		c.TeamID = t.ID
+		if c.OrgID == "" {
+			c.OrgID = t.OrgID
+		}
+		c.TeamModels = t.Models
+		addRule(store.BudgetTeam, t.ID, t.Limits)
+	}
+	if o := p.Org; o != nil && c.OrgID == "" {
+		c.OrgID = o.ID
+	}
+	switch {
+	case c.TeamID != "":
+		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetTeam, ID: c.TeamID})
+		if c.UserID != "" {
+			c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetTeamMember, ID: c.TeamID + "/" + c.UserID})
+		}
+	case c.UserID != "":
+		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetUser, ID: c.UserID})
+	}
+	if c.OrgID != "" {
+		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetOrg, ID: c.OrgID})
+	}
+	c.Limits = rules
+	return c
+}
+
+// toolBudget charges MCP tool calls to the caller's budgets at the server's
+// mcp_server_cost_info, through the same reserve/commit path as LLM calls, and logs them.
+type toolBudget struct {
+	s  *Server
+	rt *llmRuntime
+}
+
+func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (func(*mcp.CallToolResult, error), error) {
+	c := callerFor(PrincipalFrom(ctx))
+	if c == nil {
+		return nil, nil
+	}
+	var cost float64
+	if reg := h.s.reg.Load(); reg != nil {
+		srv := reg.byName[server]
+		if srv == nil {
+			srv = reg.byID[server]
+		}
+		if srv != nil {
+			cost = budget.ToolCost(srv.Cost, tool)
+		}
+	}
+	adm, err := h.rt.limiter.Admit(ctx, c.Limits)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.rt.budget.Reserve(ctx, c.Budgets, cost)
+	if err != nil {
+		adm.Done(0)
+		return nil, err
+	}
+	start := h.s.now()
+	return func(result *mcp.CallToolResult, callErr error) {
+		adm.Done(0)
+		status, spend := "success", cost
+		if callErr != nil {
+			status, spend = "failure", 0
+		}
+		if err := res.Commit(ctx, spend); err != nil {
+			h.s.log.Error("commit tool-call budget", "server", server, "tool", tool, "err", err)
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		row := &store.SpendLog{RequestID: res.ID, CallType: store.CallMCPTool, KeyID: c.KeyID, KeyHash: c.KeyHash,
+			KeyAlias: c.KeyAlias, UserID: c.UserID, TeamID: c.TeamID, OrgID: c.OrgID, Model: server + "-" + tool,
+			MCPServer: server, MCPTool: tool, Spend: spend, StartTime: start, EndTime: h.s.now(), Status: status,
+			Tags: append([]string(nil), c.Tags...)}
+		if err := h.rt.spend.Write(wctx, row); err != nil {
+			h.s.log.Error("queue tool-call spend log", "err", err)
+		}
+	}, nil
+}

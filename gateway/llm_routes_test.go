@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/toolgate/toolgate/store"
+)
+
+// fakeLLM is an OpenAI-compatible upstream answering every completion with 10 prompt and
+// 10 completion tokens.
+func fakeLLM(t testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":10,"total_tokens":20}}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestLLMEndToEnd: a model from the config, called through a virtual key with a budget;
+// the spend shows on the key, the budget refuses with budget_exceeded, and the same key's
+// MCP tool calls draw from the same budget.
+func TestLLMEndToEnd(t *testing.T) {
+	up := fakeLLM(t)
+	tools := newUpstream(t, "paid", "echo")
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{
+			"model_name":     "gpt",
+			"litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": up, "api_key": "sk-upstream"},
+			// 10 x 0.01 + 10 x 0.02 = 0.30 per call
+			"model_info": map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02, "max_output_tokens": 20},
+		}}
+		c.MCPServers = []*store.MCPServer{{Name: "paid", URL: tools, AvailableOnPublicInternet: true, AllowAllKeys: true,
+			Cost: store.MCPServerCost{DefaultCostPerQuery: 0.25}}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	k := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "llm", "max_budget": 1.2}), 200)
+	key := k["key"].(string)
+	auth := []string{"Authorization", "Bearer " + key}
+
+	r := g.do(t, "GET", "/v1/models", nil, auth...)
+	if r.status != 200 || !strings.Contains(string(r.body), `"id":"gpt"`) {
+		t.Fatalf("models: %d %s", r.status, r.body)
+	}
+	chat := map[string]any{"model": "gpt", "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	r = g.do(t, "POST", "/v1/chat/completions", chat, auth...)
+	if r.status != 200 {
+		t.Fatalf("chat: %d %s", r.status, r.body)
+	}
+	info := g.do(t, "GET", "/key/info?key="+key, nil, auth...)
+	if info.status != 200 || !strings.Contains(string(info.body), `"spend":0.3`) {
+		t.Errorf("key info after one call: %d %s", info.status, info.body)
+	}
+
+	// An MCP tool call is charged 0.25 to the same key.
+	waitFor(t, "upstream healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Contains(string(r.body), `"status":"healthy"`)
+	})
+	c := dialMCP(t, g.url+"/mcp", false, map[string]string{"Authorization": "Bearer " + key})
+	if got := callText(t, c, "paid-echo", "hi"); got != "paid/echo: hi" {
+		t.Fatalf("tool call: %q", got)
+	}
+	// spend 0.55; another chat reserves 0.48 (8 prompt tokens estimated, 20 output) and spends 0.30: 0.85; a third does not fit.
+	if r := g.do(t, "POST", "/chat/completions", chat, auth...); r.status != 200 {
+		t.Fatalf("second chat: %d %s", r.status, r.body)
+	}
+	r = g.do(t, "POST", "/v1/chat/completions", chat, auth...)
+	if r.status != 400 || r.errorField(t, "type") != "budget_exceeded" || !strings.Contains(r.errorField(t, "message"), "Key=") {
+		t.Fatalf("over budget: %d %s", r.status, r.body)
+	}
+	b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOf(t, g, key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Spend < 0.85-1e-9 || b.Spend > 0.85+1e-9 || b.Reserved != 0 {
+		t.Errorf("key budget spend %v reserved %v, want 0.85 and 0", b.Spend, b.Reserved)
+	}
+	// Refused body fields.
+	bad := map[string]any{"model": "gpt", "messages": chat["messages"], "metadata": map[string]any{"api_base": "https://evil.example"}}
+	if r := g.do(t, "POST", "/v1/chat/completions", bad, auth...); r.status != 400 || r.errorField(t, "param") != "metadata.api_base" {
+		t.Errorf("hygiene: %d %s", r.status, r.body)
+	}
+	// Model management is admin-only.
+	if r := g.do(t, "POST", "/model/new", map[string]any{"model_name": "x", "litellm_params": map[string]any{"model": "openai/x"}}, auth...); r.status != 403 && r.status != 401 {
+		t.Errorf("non-admin /model/new: %d %s", r.status, r.body)
+	}
+	r = g.admin(t, "POST", "/model/new", map[string]any{"model_name": "db-model", "litellm_params": map[string]any{"model": "openai/x", "api_base": up, "api_key": "sk-secret"}})
+	if r.status != 200 {
+		t.Fatalf("/model/new: %d %s", r.status, r.body)
+	}
+	if strings.Contains(string(r.body), "sk-secret") {
+		t.Errorf("/model/new echoed the api key: %s", r.body)
+	}
+	ms, _ := g.db.Models(context.Background())
+	if len(ms) != 1 || strings.Contains(string(ms[0].Params), "sk-secret") || strings.Contains(string(ms[0].Credentials), "sk-secret") {
+		t.Errorf("stored model leaks its key: %+v", ms)
+	}
+	if r := g.admin(t, "GET", "/model/info", nil); r.status != 200 || !strings.Contains(string(r.body), "db-model") || strings.Contains(string(r.body), "sk-secret") {
+		t.Errorf("/model/info: %d %s", r.status, r.body)
+	}
+	// Spend logs: the key sees its own rows (two chats and one tool call).
+	if err := g.s.llmClose(); err != nil { // flush the spend log
+		t.Fatal(err)
+	}
+	logs, err := g.db.SpendLogs(context.Background(), store.SpendFilter{KeyID: keyIDOf(t, g, key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, l := range logs {
+		kinds[l.CallType]++
+	}
+	if kinds[store.CallCompletion] != 2 || kinds[store.CallMCPTool] != 1 {
+		t.Errorf("spend log kinds %v", kinds)
+	}
+}
+
+func keyIDOf(t testing.TB, g *testGateway, key string) string {
+	t.Helper()
+	ks, err := g.db.Keys(context.Background(), store.KeyFilter{KeyAlias: "llm"})
+	if err != nil || len(ks) != 1 {
+		t.Fatalf("keys: %v %v", ks, err)
+	}
+	return ks[0].ID
+}
