@@ -43,16 +43,38 @@ type conn struct {
 
 	kick chan struct{} // wakes the health loop
 
-	mu       sync.Mutex
-	cl       *client.Client
-	unlisten context.CancelFunc // ends the current client's subscriptions/listen
-	dialing  chan struct{}      // closed when the running dial ends
-	dialErr  error              // result of the last dial
-	closed   bool
-	calls    map[*call]struct{}
-	tokens   map[string]*call // gateway progress token -> call
-	health   Health
-	checked  bool // health has been set at least once
+	mu      sync.Mutex
+	cur     *live         // the connected client, nil if none
+	dialing chan struct{} // closed when the running dial ends
+	dialErr error         // result of the last dial
+	closed  bool
+	calls   map[*call]struct{}
+	tokens  map[string]*call // gateway progress token -> call
+	health  Health
+	checked bool // health has been set at least once
+}
+
+// live is one connected client. A client found broken is replaced at once,
+// but closed only when the requests using it are done (unless its
+// connection is gone anyway): closing it would abort them, and they are
+// better off getting their own answer (often "session gone", which they
+// retry on the new client).
+type live struct {
+	cl   *client.Client
+	stop context.CancelFunc // ends the client's context: streams, subscriptions
+
+	// Guarded by conn.mu.
+	users int
+	dead  bool
+
+	closeOnce sync.Once
+}
+
+func (l *live) close() {
+	l.closeOnce.Do(func() {
+		l.cl.Close() //nolint:errcheck // best effort
+		l.stop()
+	})
 }
 
 // call is one in-flight request that may receive side traffic.
@@ -83,7 +105,9 @@ func newConn(p *Pool, k key, spec Spec) *conn {
 // goes on (bounded by ListTimeout) for the others. A dial already running
 // when the caller arrived may predate the upstream coming back, so a caller
 // whose first awaited dial fails waits for one more.
-func (c *conn) get(ctx context.Context) (*client.Client, error) {
+//
+// The caller must release the live it gets.
+func (c *conn) acquire(ctx context.Context) (*live, error) {
 	waited := 0
 	for {
 		c.mu.Lock()
@@ -91,10 +115,10 @@ func (c *conn) get(ctx context.Context) (*client.Client, error) {
 			c.mu.Unlock()
 			return nil, errClosed
 		}
-		if c.cl != nil {
-			cl := c.cl
+		if l := c.cur; l != nil {
+			l.users++
 			c.mu.Unlock()
-			return cl, nil
+			return l, nil
 		}
 		if waited >= 2 && c.dialing == nil {
 			err := c.dialErr
@@ -122,32 +146,87 @@ func (c *conn) get(ctx context.Context) (*client.Client, error) {
 	}
 }
 
+// release ends a use of l that acquire started.
+func (c *conn) release(l *live) {
+	c.mu.Lock()
+	l.users--
+	closeNow := l.dead && l.users == 0
+	c.mu.Unlock()
+	if closeNow {
+		c.closeLater(l)
+	}
+}
+
+// get returns the current client (for tests: it is not held).
+func (c *conn) get(ctx context.Context) (*client.Client, error) {
+	l, err := c.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.release(l)
+	return l.cl, nil
+}
+
+// closeLater closes l off the caller's path (closing a streamable HTTP
+// client sends DELETE).
+func (c *conn) closeLater(l *live) {
+	if c.p.goTracked() {
+		go func() {
+			defer c.p.wg.Done()
+			l.close()
+		}()
+		return
+	}
+	l.close()
+}
+
 func (c *conn) dialAsync(ch chan struct{}) {
 	defer c.p.wg.Done()
-	cl, err := c.dial()
+	l, cctx, err := c.dial()
 	c.mu.Lock()
+	var discard *live
 	if err == nil && c.closed {
 		err = errClosed
-		go cl.Close() //nolint:errcheck // best effort; the pool is going away
+		discard = l
 	}
 	if err == nil {
-		c.cl = cl
-		c.unlisten = c.listen(cl)
+		c.cur = l
+		c.listen(cctx, l.cl)
 	}
 	c.dialErr = err
 	c.dialing = nil
 	close(ch)
 	c.mu.Unlock()
+	if discard != nil {
+		discard.close()
+	}
 	if err != nil && !errors.Is(err, errClosed) {
 		c.p.log.Debug("upstream connect failed", "server", c.key.server, "err", err)
 	}
 }
 
-// dial builds, starts and initializes a new client.
-func (c *conn) dial() (*client.Client, error) {
+// dial builds, starts and initializes a new client. The client lives in
+// cctx (its streams use it); stop ends cctx.
+func (c *conn) dial() (l *live, cctx context.Context, err error) {
 	p := c.p
-	ctx, cancel := context.WithTimeout(c.ctx, p.listTimeout)
+	cctx, cstop := context.WithCancel(c.ctx)
+	defer func() {
+		if err != nil {
+			cstop()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(cctx, p.listTimeout)
 	defer cancel()
+	// Start's context must outlive it (it carries the SSE and GET streams),
+	// so it is bounded separately: if Start is not done within the connect
+	// timeout, cctx ends and takes the attempt with it.
+	var startState atomic.Int32 // 0 starting, 1 started, 2 timed out
+	startTimer := time.AfterFunc(p.listTimeout, func() {
+		if startState.CompareAndSwap(0, 2) {
+			cstop()
+		}
+	})
+	defer startTimer.Stop()
 
 	headerFunc := func(ctx context.Context) map[string]string {
 		var cred map[string]string
@@ -170,7 +249,7 @@ func (c *conn) dial() (*client.Client, error) {
 		}
 		t, err := transport.NewStreamableHTTP(c.spec.URL, opts...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		inner = t
 	case "sse":
@@ -184,11 +263,11 @@ func (c *conn) dial() (*client.Client, error) {
 			transport.WithSSELogger(p.log),
 		)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		inner = t
 	default:
-		return nil, fmt.Errorf("unsupported transport %q (want http or sse)", c.spec.Transport)
+		return nil, nil, fmt.Errorf("unsupported transport %q (want http or sse)", c.spec.Transport)
 	}
 
 	t := &tap{Interface: inner, c: c}
@@ -198,11 +277,16 @@ func (c *conn) dial() (*client.Client, error) {
 		opts = append(opts, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
 	}
 	cl := client.NewClient(t, opts...)
+	l = &live{cl: cl, stop: cstop}
 	cl.OnNotification(c.onNotification)
-	cl.OnConnectionLost(func(err error) { c.lost(cl, err) })
-	if err := cl.Start(c.ctx); err != nil {
+	cl.OnConnectionLost(func(err error) { c.lost(l, err) })
+	err = cl.Start(cctx)
+	if !startState.CompareAndSwap(0, 1) && err == nil {
+		err = fmt.Errorf("%w (connect timeout %s)", context.DeadlineExceeded, p.listTimeout)
+	}
+	if err != nil {
 		cl.Close() //nolint:errcheck
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
 	init := mcp.InitializeRequest{}
 	init.Params.ClientInfo = mcp.Implementation{Name: "toolgate", Version: "1"}
@@ -214,7 +298,7 @@ func (c *conn) dial() (*client.Client, error) {
 		if ctx.Err() != nil && c.ctx.Err() == nil {
 			err = fmt.Errorf("%w (connect timeout %s)", context.DeadlineExceeded, p.listTimeout)
 		}
-		return nil, fmt.Errorf("initialize: %w", err)
+		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
 	if lvl := p.cfg.UpstreamLogLevel; lvl != "" && cl.GetServerCapabilities().Logging != nil {
 		//lint:ignore SA1019 logging is how 2025-era upstreams report progress in words
@@ -222,17 +306,15 @@ func (c *conn) dial() (*client.Client, error) {
 			p.log.Debug("upstream logging/setLevel", "server", c.key.server, "err", err)
 		}
 	}
-	return cl, nil
+	return l, cctx, nil
 }
 
 // listen keeps a subscriptions/listen stream open on a 2026-07-28
 // connection, the way list_changed arrives there (legacy connections get it
-// on the GET or SSE stream without asking). It returns the function that
-// stops it, or nil when there is nothing to listen for. The caller holds
-// c.mu.
-func (c *conn) listen(cl *client.Client) context.CancelFunc {
+// on the GET or SSE stream without asking), until ctx (the client's) ends.
+func (c *conn) listen(ctx context.Context, cl *client.Client) {
 	if c.p.cfg.OnListChanged == nil || !mcp.IsModernProtocol(cl.ProtocolVersion()) {
-		return nil
+		return
 	}
 	caps := cl.GetServerCapabilities()
 	filter := mcp.SubscriptionFilter{
@@ -241,9 +323,8 @@ func (c *conn) listen(cl *client.Client) context.CancelFunc {
 		ResourcesListChanged: caps.Resources != nil && caps.Resources.ListChanged,
 	}
 	if filter.IsEmpty() || !c.p.goTracked() {
-		return nil
+		return
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
 	go func() {
 		defer c.p.wg.Done()
 		backoff := c.p.retryMin
@@ -267,40 +348,37 @@ func (c *conn) listen(cl *client.Client) context.CancelFunc {
 			backoff = min(backoff*2, c.p.retryMax)
 		}
 	}()
-	return cancel
 }
 
-// invalidate drops cl if it is still the current client, closes it in the
-// background and wakes the health loop. The next caller dials a new one.
-func (c *conn) invalidate(cl *client.Client, why error) {
+// invalidate drops l if it is still the current client and wakes the
+// health loop; the next caller dials a new one. l is closed once its last
+// user releases it, or now if force (its connection is gone: requests
+// waiting on it would only wait for their deadline).
+func (c *conn) invalidate(l *live, why error, force bool) {
 	c.mu.Lock()
-	if c.cl != cl || cl == nil {
-		c.mu.Unlock()
-		return
+	current := c.cur == l
+	if current {
+		c.cur = nil
 	}
-	c.cl = nil
-	if c.unlisten != nil {
-		c.unlisten()
-		c.unlisten = nil
-	}
+	l.dead = true
+	closeNow := force || l.users == 0
 	c.mu.Unlock()
-	c.p.log.Info("upstream connection reset", "server", c.key.server, "reason", why)
-	if c.p.goTracked() {
-		go func() {
-			defer c.p.wg.Done()
-			cl.Close() //nolint:errcheck
-		}()
+	if current {
+		c.p.log.Info("upstream connection reset", "server", c.key.server, "reason", why)
+		c.wake()
 	}
-	c.wake()
+	if closeNow {
+		c.closeLater(l)
+	}
 }
 
 // lost is the SSE transport's connection-lost handler: mcp-go does not
 // reconnect SSE, so the client is rebuilt.
-func (c *conn) lost(cl *client.Client, err error) {
+func (c *conn) lost(l *live, err error) {
 	if c.ctx.Err() != nil {
 		return
 	}
-	c.invalidate(cl, fmt.Errorf("connection lost: %w", err))
+	c.invalidate(l, fmt.Errorf("connection lost: %w", err), true)
 	if c.key.credential == "" {
 		c.setHealth(false, 0, fmt.Errorf("connection lost: %w", err))
 	}
@@ -322,15 +400,11 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
-	cl := c.cl
-	c.cl = nil
-	if c.unlisten != nil {
-		c.unlisten()
-		c.unlisten = nil
-	}
+	l := c.cur
+	c.cur = nil
 	c.mu.Unlock()
-	if cl != nil {
-		cl.Close() //nolint:errcheck
+	if l != nil {
+		l.close()
 	}
 }
 
@@ -350,16 +424,17 @@ func (c *conn) do(ctx context.Context, cl *call, idempotent bool, fn func(contex
 		ctx = context.WithValue(ctx, callKeyT{}, cl)
 	}
 	for attempt := 0; ; attempt++ {
-		client, err := c.get(ctx)
+		l, err := c.acquire(ctx)
 		if err != nil {
 			return err
 		}
-		err = fn(ctx, client)
+		err = fn(ctx, l.cl)
+		c.release(l)
 		if err == nil {
 			return nil
 		}
 		if attempt == 0 && ctxErr(ctx) == nil && c.sessionGone(err) {
-			c.invalidate(client, err)
+			c.invalidate(l, err, false)
 			continue
 		}
 		if ctxErr(ctx) == nil && isTransportError(err) {

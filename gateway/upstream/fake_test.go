@@ -146,6 +146,9 @@ func (f *fakeUpstream) stop() {
 	f.hs = nil
 	f.mu.Unlock()
 	if hs != nil {
+		// Stop accepting first, or the pool reconnects between killing the
+		// connections and Close, which then waits for that stream forever.
+		hs.Listener.Close()
 		hs.CloseClientConnections()
 		hs.Close()
 	}
