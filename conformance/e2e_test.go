@@ -13,7 +13,7 @@ import (
 func TestEndToEnd(t *testing.T) {
 	n := requireNode(t)
 	st := startStack(t, n, t.TempDir())
-	targets := st.targets()[:2] // single-server routes over streamable HTTP
+	targets := st.targets()[1:3] // single-server routes over streamable HTTP
 	// The aggregate route: federated names of the Go upstream next to server-everything's.
 	agg := targets[1]
 	agg.Label = "/mcp (aggregate) → Go mcp-go server (sse)"
