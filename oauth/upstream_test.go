@@ -147,7 +147,9 @@ func TestUpstreamAuthorizationCode(t *testing.T) {
 	}
 }
 
-func contains(b []byte, s string) bool { return len(s) > 0 && regexp.MustCompile(regexp.QuoteMeta(s)).Match(b) }
+func contains(b []byte, s string) bool {
+	return len(s) > 0 && regexp.MustCompile(regexp.QuoteMeta(s)).Match(b)
+}
 
 func TestUpstreamConnectRefusals(t *testing.T) {
 	f := newUpstreamFixture(t)
