@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,17 @@ type Config struct {
 	// AllowedOrigins are the browser origins accepted on the MCP endpoints besides the
 	// gateway's own. If nil, only same-origin and non-browser callers.
 	AllowedOrigins []string
+
+	// OAuth configures protected-resource discovery, the built-in authorization server and
+	// JWT admission (see OAuthConfig). The zero value turns all three off.
+	OAuth OAuthConfig
+
+	// TrustForwardedFor believes X-Forwarded-For when the TCP peer is in TrustedProxies
+	// (general_settings.use_x_forwarded_for); with no trusted ranges every caller then counts
+	// as external. If false, the TCP peer is the caller. It decides which callers see servers
+	// with available_on_public_internet: false.
+	TrustForwardedFor bool
+	TrustedProxies    []netip.Prefix
 
 	// ModelList, LiteLLMSettings and RouterSettings are the config file's model_list,
 	// litellm_settings and router_settings sections, os.environ/ references resolved, for the
@@ -212,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.identityRoutes(mux)
+	s.setClientNetwork(cfg.TrustForwardedFor, cfg.TrustedProxies)
 	s.oauthRoutes(mux)
 	s.llmRoutes(mux)
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/toolgate/toolgate/gateway"
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -34,6 +36,10 @@ type Config struct {
 	AllowedOrigins        []string      // general_settings.allowed_origins
 	ShutdownGrace         time.Duration // general_settings.shutdown_grace, TOOLGATE_SHUTDOWN_GRACE; default 15s
 	LogLevel              string        // TOOLGATE_LOG_LEVEL: debug, info, warn, error; default info
+
+	OAuth             gateway.OAuthConfig // general_settings: public_url, authorization_server, jwt_auth, ...
+	TrustForwardedFor bool                // general_settings.use_x_forwarded_for
+	TrustedProxies    []netip.Prefix      // general_settings.trusted_proxies (CIDRs)
 
 	MCPServers      []*store.MCPServer // mcp_servers
 	ModelList       []map[string]any   // model_list, kept for the LLM routes
@@ -169,6 +175,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 			cfg.ShutdownGrace = d
 		}
 	}
+	if v := getenv("TOOLGATE_PUBLIC_URL"); v != "" {
+		cfg.OAuth.PublicURL = v
+	}
 	if v := getenv("TOOLGATE_LOG_LEVEL"); v != "" {
 		cfg.LogLevel = strings.ToLower(v)
 	}
@@ -245,10 +254,34 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 		}
 	}
 	gs := fc.GeneralSettings
+	oauthKeys := &yaml.Node{Kind: yaml.MappingNode}
 	for _, k := range sortedKeys(gs) {
 		n := gs[k]
 		var err error
 		switch k {
+		case "public_url", "authorization_server", "authorization_servers", "scopes", "client_id_metadata_documents",
+			"access_token_ttl", "refresh_token_ttl", "jwt_auth", "fetch":
+			oauthKeys.Content = append(oauthKeys.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &n)
+		case "use_x_forwarded_for":
+			err = n.Decode(&cfg.TrustForwardedFor)
+		case "trusted_proxies":
+			var cidrs []string
+			if err = n.Decode(&cidrs); err == nil {
+				cfg.TrustedProxies = nil
+				for _, c := range cidrs {
+					p, perr := netip.ParsePrefix(c)
+					if perr != nil {
+						if a, aerr := netip.ParseAddr(c); aerr == nil {
+							p, perr = a.Prefix(a.BitLen())
+						}
+					}
+					if perr != nil {
+						errs = append(errs, fmt.Errorf("config: general_settings.trusted_proxies: %q is not a CIDR or address", c))
+						continue
+					}
+					cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+				}
+			}
 		case "master_key":
 			err = n.Decode(&cfg.MasterKey)
 		case "database_url":
@@ -276,6 +309,17 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("config: general_settings.%s: %v", k, err))
+		}
+	}
+	if len(oauthKeys.Content) > 0 {
+		b, err := yaml.Marshal(oauthKeys)
+		if err == nil {
+			dec := yaml.NewDecoder(bytes.NewReader(b))
+			dec.KnownFields(true)
+			err = dec.Decode(&cfg.OAuth)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: general_settings (oauth): %v", strings.TrimPrefix(err.Error(), "yaml: ")))
 		}
 	}
 	for _, name := range sortedKeys(fc.MCPServers) {

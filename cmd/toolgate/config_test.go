@@ -162,3 +162,28 @@ func FuzzParseConfigFile(f *testing.F) {
 		_ = parseConfigFile(&cfg, data, env(nil))
 	})
 }
+
+func TestOAuthAndNetworkSettings(t *testing.T) {
+	file := writeFile(t, `
+general_settings:
+  public_url: https://gw.example.com
+  authorization_server: true
+  access_token_ttl: 30m
+  use_x_forwarded_for: true
+  trusted_proxies: [10.0.0.0/8, 192.168.1.1]
+`)
+	cfg, err := loadConfig("serve", []string{"--config", file}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OAuth.PublicURL != "https://gw.example.com" || !cfg.OAuth.AuthorizationServer || cfg.OAuth.AccessTokenTTL != 30*time.Minute {
+		t.Errorf("oauth: %+v", cfg.OAuth)
+	}
+	if !cfg.TrustForwardedFor || len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1].String() != "192.168.1.1/32" {
+		t.Errorf("network: %v %v", cfg.TrustForwardedFor, cfg.TrustedProxies)
+	}
+	bad := writeFile(t, "general_settings:\n  trusted_proxies: [nope]\n  public_urll: x\n  jwt_auth: {bogus: 1}\n")
+	if _, err := loadConfig("serve", []string{"--config", bad}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("bad settings: %v", err)
+	}
+}
