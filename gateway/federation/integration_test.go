@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -204,5 +206,63 @@ func TestIntegrationHangingUpstream(t *testing.T) {
 	}
 	if res.Meta == nil || fmt.Sprint(res.Meta.AdditionalFields[MetaMissing]) != "[dead]" {
 		t.Errorf("_meta = %+v, want dead missing", res.Meta)
+	}
+}
+
+type samplingHandler struct{}
+
+func (samplingHandler) CreateMessage(_ context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	return &mcp.CreateMessageResult{Model: "test-model",
+		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("sampled")}}, nil
+}
+
+// Sampling requested by an upstream during a call reaches a 2025-era
+// downstream client and its answer goes back up.
+func TestIntegrationSampling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	s := server.NewMCPServer("s", "1.0.0", server.WithToolCapabilities(true))
+	s.AddTool(mcp.NewTool("ask"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		req := mcp.CreateMessageRequest{}
+		req.Messages = []mcp.SamplingMessage{{Role: mcp.RoleUser, Content: mcp.NewTextContent("hi")}}
+		req.MaxTokens = 10
+		//lint:ignore SA1019 the fixture plays a 2025-era upstream
+		res, err := server.ServerFromContext(ctx).RequestSampling(ctx, req)
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		text, _ := res.Content.(mcp.TextContent)
+		return mcp.NewToolResultText(text.Text), nil
+	})
+	up := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(up.Close) // after the pool closes its streams
+	_, ts := realFederation(t, Config{}, upstream.Spec{Name: "s", URL: up.URL})
+
+	// mcp-go's client answers server requests only on its GET stream.
+	//lint:ignore SA1019 a 2025-era client is the point of this test
+	listen := transport.WithContinuousListening()
+	tr, err := transport.NewStreamableHTTP(ts.URL+"/mcp", transport.WithHTTPHeaders(map[string]string{"X-Test-Principal": "p"}), listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125), client.WithSamplingHandler(samplingHandler{}))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "s-ask"
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Content[0].(mcp.TextContent).Text; got != "sampled" || res.IsError {
+		t.Errorf("result %q (isError %v), want the downstream client's sample", got, res.IsError)
 	}
 }
