@@ -535,3 +535,50 @@ func TestSSE(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestSSESessionBoundToPrincipal(t *testing.T) {
+	u, servers := twoServers()
+	_, ts := newTestFederation(t, u, Config{}, servers...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/mcp/sse", nil)
+	req.Header.Set("X-Test-Principal", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 4096)
+	var endpoint string
+	for endpoint == "" {
+		n, err := resp.Body.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(buf[:n]), "\n") {
+			if rest, ok := strings.CutPrefix(line, "data: "); ok && strings.Contains(rest, "sessionId=") {
+				endpoint = strings.TrimSpace(rest)
+			}
+		}
+	}
+	if !strings.HasPrefix(endpoint, sseMessagesPath+"?sessionId=tg1.") {
+		t.Fatalf("endpoint event %q", endpoint)
+	}
+	post := func(principal string) int {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Test-Principal", principal)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post("mallory"); got != http.StatusNotFound {
+		t.Errorf("other principal: %d, want 404", got)
+	}
+	if got := post("alice"); got != http.StatusAccepted {
+		t.Errorf("owner: %d, want 202", got)
+	}
+}
