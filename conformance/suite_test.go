@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,36 +203,7 @@ func TestConformanceSuite(t *testing.T) {
 		}
 	}
 
-	// Compare.
-	var problems []string
-	for _, s := range order {
-		d := get(tally, "direct", s)
-		if !expected[s] {
-			if d.fail > 0 {
-				problems = append(problems, fmt.Sprintf("%s fails direct (%s) but is not in %s", s, d, expectedFailuresFile))
-				continue
-			}
-			if !directOnly {
-				if th := get(tally, "through toolgate", s); th.fail > 0 || th.pass == 0 {
-					problems = append(problems, fmt.Sprintf("%s passes direct but is %s through toolgate", s, th))
-				}
-			}
-			continue
-		}
-		if d.fail == 0 {
-			problems = append(problems, fmt.Sprintf("%s is listed in %s but passed all %d direct runs: the file is stale", s, expectedFailuresFile, d.pass))
-		}
-		if !directOnly && d.pass > 0 {
-			if th := get(tally, "through toolgate", s); th.pass == 0 {
-				problems = append(problems, fmt.Sprintf("%s passes direct (%s) but never through toolgate (%s)", s, d, th))
-			}
-		}
-	}
-	for s := range expected {
-		if !seen[s] {
-			problems = append(problems, fmt.Sprintf("%s is listed in %s but the suite has no such scenario: the file is stale", s, expectedFailuresFile))
-		}
-	}
+	problems := compareSides(order, tally, expected, directOnly)
 
 	table := conformanceTable(order, tally, expected, directOnly, runs)
 	fmt.Println(table)
@@ -256,6 +228,46 @@ func TestConformanceSuite(t *testing.T) {
 	for _, p := range problems {
 		t.Error(p)
 	}
+}
+
+// compareSides applies the rules: a scenario not listed in expected-failures.yml must pass
+// every run on both sides; a listed one must fail direct at least once (else the entry is
+// stale) and, if it ever passes direct, pass through toolgate at least once. order lists the
+// scenarios the suite ran; tally holds the "direct" and "through toolgate" counts.
+func compareSides(order []string, tally map[string]map[string]*scenarioTally, expected map[string]bool, directOnly bool) []string {
+	var problems []string
+	seen := map[string]bool{}
+	for _, s := range order {
+		seen[s] = true
+		d := get(tally, "direct", s)
+		th := get(tally, "through toolgate", s)
+		if !expected[s] {
+			switch {
+			case d.fail > 0 || d.pass == 0:
+				problems = append(problems, fmt.Sprintf("%s fails direct (%s) but is not in %s", s, d, expectedFailuresFile))
+			case !directOnly && (th.fail > 0 || th.pass == 0):
+				problems = append(problems, fmt.Sprintf("%s passes direct but is %s through toolgate", s, th))
+			}
+			continue
+		}
+		if d.fail == 0 {
+			problems = append(problems, fmt.Sprintf("%s is listed in %s but passed all %d direct runs: the file is stale", s, expectedFailuresFile, d.pass))
+		}
+		if !directOnly && d.pass > 0 && th.pass == 0 {
+			problems = append(problems, fmt.Sprintf("%s passes direct (%s) but never through toolgate (%s)", s, d, th))
+		}
+	}
+	var missing []string
+	for s := range expected {
+		if !seen[s] {
+			missing = append(missing, s)
+		}
+	}
+	sort.Strings(missing)
+	for _, s := range missing {
+		problems = append(problems, fmt.Sprintf("%s is listed in %s but the suite has no such scenario: the file is stale", s, expectedFailuresFile))
+	}
+	return problems
 }
 
 // gatewayKind says how the gateway under test ran.
