@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +102,41 @@ func BenchmarkCallToolRatio(b *testing.B) {
 	b.ReportMetric(float64(pool.Nanoseconds())/n, "pool-ns/call")
 	b.ReportMetric(float64(direct.Nanoseconds())/n, "direct-ns/call")
 	b.ReportMetric(float64(pool)/float64(direct), "pool/direct")
+}
+
+// BenchmarkCallToolRatioParallel is BenchmarkCallToolRatio with 16
+// concurrent callers, each alternating a pool call and a direct call.
+func BenchmarkCallToolRatioParallel(b *testing.B) {
+	f := newFake(b, "http")
+	p := newPool(b, Config{}, f.spec("up"))
+	c := directClient(b, f.url())
+	ctx := context.Background()
+	req := callReq("echo", map[string]any{"text": "hi"})
+	if _, err := p.CallTool(ctx, "up", req, nil); err != nil {
+		b.Fatal(err)
+	}
+	var pool, direct atomic.Int64
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			t0 := time.Now()
+			if _, err := p.CallTool(ctx, "up", req, nil); err != nil {
+				b.Error(err)
+				return
+			}
+			t1 := time.Now()
+			if _, err := c.CallTool(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+			pool.Add(int64(t1.Sub(t0)))
+			direct.Add(int64(time.Since(t1)))
+		}
+	})
+	n := float64(b.N)
+	b.ReportMetric(float64(pool.Load())/n, "pool-ns/call")
+	b.ReportMetric(float64(direct.Load())/n, "direct-ns/call")
+	b.ReportMetric(float64(pool.Load())/float64(direct.Load()), "pool/direct")
 }
 
 // directClient returns an initialized plain mcp-go client with the options

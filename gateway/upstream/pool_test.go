@@ -676,3 +676,39 @@ func TestClosedPool(t *testing.T) {
 	}
 	p.Update([]Spec{f.spec("up")}) // no-op, no goroutines
 }
+
+// TestSlowCallbacksDoNotBlockReaders checks that a callback that blocks
+// (OnListChanged here) holds up neither the upstream reader nor calls.
+func TestSlowCallbacksDoNotBlockReaders(t *testing.T) {
+	f := newFake(t, "sse")
+	release := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	p := newPool(t, Config{OnListChanged: func(string, string) {
+		entered <- struct{}{}
+		<-release
+	}}, f.spec("up"))
+	defer close(release)
+	ctx := context.Background()
+	if _, err := p.ListTools(ctx, "up"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		f.mcpServer().AddTool(mcp.NewTool(fmt.Sprintf("x%d", i)), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("x"), nil
+		})
+	}
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no list_changed")
+	}
+	// The callback is stuck; the SSE reader must still deliver responses.
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := p.CallTool(cctx, "up", callReq("echo", map[string]any{"text": "x"}), nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("call while a callback blocks: %v", err)
+		}
+	}
+}
