@@ -201,6 +201,9 @@ func TestFetchSafety(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Errorf("got %v, want error: %v", err, tc.wantErr)
 			}
+			if err != nil && tc.name != "body too large" && !errors.Is(err, oauth.ErrFetchBlocked) {
+				t.Errorf("got %v, want ErrFetchBlocked", err)
+			}
 		})
 	}
 }
