@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"net/http"
 	"slices"
 	"strings"
@@ -135,5 +136,41 @@ func BenchmarkToolsCall(b *testing.B) {
 				b.ReportMetric(f/d, "ratio")
 			}
 		})
+	}
+}
+
+// BenchmarkToolsCallParallel measures throughput with 16 and 64 concurrent
+// clients, directly and through the federation; compare ns/op of the pairs.
+func BenchmarkToolsCallParallel(b *testing.B) {
+	up := realUpstream(b, "a")
+	_, ts := realFederation(b, Config{}, upstream.Spec{Name: "a", URL: up.URL})
+	for _, clients := range []int{16, 64} {
+		for _, target := range []string{"direct", "federated"} {
+			b.Run(fmt.Sprintf("%s-%d", target, clients), func(b *testing.B) {
+				url, name := up.URL, "echo"
+				if target == "federated" {
+					url, name = ts.URL+"/mcp", "a-echo"
+				}
+				pool := make(chan *client.Client, clients)
+				for range clients {
+					pool <- dial(b, url, legacy, "p", nil)
+				}
+				procs := runtime.GOMAXPROCS(0)
+				b.SetParallelism((clients + procs - 1) / procs)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					c := <-pool
+					defer func() { pool <- c }()
+					req := mcp.CallToolRequest{}
+					req.Params.Name = name
+					for pb.Next() {
+						if _, err := c.CallTool(context.Background(), req); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
 	}
 }

@@ -582,3 +582,77 @@ func TestSSESessionBoundToPrincipal(t *testing.T) {
 		t.Errorf("owner: %d, want 202", got)
 	}
 }
+
+type budgetHook struct {
+	mu    sync.Mutex
+	calls []string
+	done  int
+	deny  string
+}
+
+func (h *budgetHook) BeforeToolCall(_ context.Context, server, tool string) (func(*mcp.CallToolResult, error), error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, server+"/"+tool)
+	if tool == h.deny {
+		return nil, errors.New("budget exceeded")
+	}
+	return func(*mcp.CallToolResult, error) {
+		h.mu.Lock()
+		h.done++
+		h.mu.Unlock()
+	}, nil
+}
+
+func TestCallHook(t *testing.T) {
+	u, servers := twoServers()
+	hook := &budgetHook{deny: "add"}
+	f, ts := newTestFederation(t, u, Config{CallHook: hook}, servers...)
+	c := dial(t, ts.URL+"/mcp", modern, "p", nil)
+	if _, err := callTool(c, "alpha-echo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := callTool(c, "alpha-add"); err == nil || !strings.Contains(err.Error(), "budget exceeded") {
+		t.Errorf("refused call: err = %v", err)
+	}
+	if _, err := f.CallTool(context.Background(), "beta-echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if diff := cmp.Diff([]string{"alpha/echo", "alpha/add", "beta/echo"}, hook.calls); diff != "" || hook.done != 2 {
+		t.Errorf("hook calls (-want +got):\n%s done=%d", diff, hook.done)
+	}
+}
+
+func TestCancellationReachesUpstream(t *testing.T) {
+	u, servers := twoServers()
+	cancelled := make(chan struct{}, 1)
+	u.call = func(ctx context.Context, _ string, _ mcp.CallToolRequest, _ *upstream.Observer) (*mcp.CallToolResult, error) {
+		select {
+		case <-ctx.Done():
+			cancelled <- struct{}{}
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Second):
+			return mcp.NewToolResultText("too late"), nil
+		}
+	}
+	_, ts := newTestFederation(t, u, Config{}, servers...)
+	for _, e := range []era{modern, legacy} {
+		t.Run(e.String(), func(t *testing.T) {
+			c := dial(t, ts.URL+"/mcp", e, "p", nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			req := mcp.CallToolRequest{}
+			req.Params.Name = "alpha-echo"
+			if _, err := c.CallTool(ctx, req); err == nil {
+				t.Fatal("call did not fail")
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(3 * time.Second):
+				t.Error("upstream call context was not cancelled")
+			}
+		})
+	}
+}
