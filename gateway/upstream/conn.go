@@ -29,9 +29,10 @@ type key struct {
 // use (or by the health loop), replaced when its connection is lost or its
 // session is gone, and shared by every caller.
 type conn struct {
-	p    *Pool
-	key  key
-	spec Spec
+	p      *Pool
+	key    key
+	spec   Spec
+	shared bool // the server's own client (not a WithCredential one): it sets Health
 
 	// ctx lives as long as the conn: it is the client's Start context
 	// (streamable GET stream, SSE stream) and bounds background work.
@@ -379,7 +380,7 @@ func (c *conn) lost(l *live, err error) {
 		return
 	}
 	c.invalidate(l, fmt.Errorf("connection lost: %w", err), true)
-	if c.key.credential == "" {
+	if c.shared {
 		c.setHealth(false, 0, fmt.Errorf("connection lost: %w", err))
 	}
 }
@@ -645,11 +646,9 @@ func (c *conn) setHealth(ok bool, tools int, err error) {
 	}
 }
 
-// check lists the tools, which sets the health.
+// check lists the tools (under ListTimeout), which sets the health.
 func (c *conn) check() error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.p.listTimeout)
-	defer cancel()
-	_, err := c.p.listTools(ctx, c)
+	_, err := c.p.listTools(c.ctx, c)
 	return err
 }
 

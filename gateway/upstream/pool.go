@@ -29,7 +29,9 @@ type Spec struct {
 	// URL is the upstream endpoint: the streamable HTTP endpoint (e.g.
 	// http://host/mcp) or the SSE endpoint (e.g. http://host/sse).
 	URL string
-	// Transport is "http" (streamable HTTP) or "sse". Empty means "http".
+	// Transport is "http" (streamable HTTP; also "streamable",
+	// "streamable-http", "streamable_http") or "sse". Empty means "http".
+	// Anything else makes every request fail (and the server unhealthy).
 	Transport string
 	// StaticHeaders are sent on every request (static_headers).
 	StaticHeaders map[string]string
@@ -65,20 +67,24 @@ const (
 type Config struct {
 	// Logger receives connection events. If nil, logs are discarded.
 	Logger *slog.Logger
-	// HTTPClient is used for every upstream request. If nil, a client with
-	// a private http.Transport is used.
+	// HTTPClient is used for every upstream request. It must not set a
+	// Timeout (SSE and GET streams are long-lived; every request carries
+	// its own deadline). If nil, a client with a private http.Transport is
+	// used, and Close closes its idle connections.
 	HTTPClient *http.Client
 	// CallTimeout bounds a call when Spec.CallTimeout is zero. Zero means 60s.
 	CallTimeout time.Duration
 	// ListTimeout bounds a list request (tools, resources, templates,
 	// prompts) and each connection attempt. Zero means 5s.
 	ListTimeout time.Duration
-	// OnListChanged is called, on its own goroutine, when an upstream sends
-	// notifications/{tools,resources,prompts}/list_changed. If nil, those
-	// notifications are dropped.
+	// OnListChanged is called when an upstream sends
+	// notifications/{tools,resources,prompts}/list_changed. Callbacks
+	// (OnListChanged and OnHealth) run in order on one pool goroutine, never
+	// on an upstream reader: a slow one delays later ones, and Close waits
+	// for the running one. If nil, those notifications are dropped.
 	OnListChanged func(server, method string)
-	// OnHealth is called, on its own goroutine, when a server's health
-	// changes. If nil, nothing is called.
+	// OnHealth is called when a server's health changes (and with its
+	// first result), on the callback goroutine. If nil, nothing is called.
 	OnHealth func(server string, healthy bool, err error)
 	// HealthInterval is how often a healthy upstream is listed again.
 	// Zero means 30s.
@@ -242,6 +248,7 @@ func (p *Pool) Update(specs []Spec) {
 		}
 		e := &entry{spec: s, creds: make(map[string]*conn)}
 		e.def = newConn(p, key{server: name}, s)
+		e.def.shared = true
 		p.servers[name] = e
 		start = append(start, e.def)
 		p.wg.Add(1)
@@ -384,9 +391,9 @@ func (p *Pool) listTools(ctx context.Context, c *conn) ([]mcp.Tool, error) {
 		tools = res.Tools
 		return nil
 	})
-	// A caller that gave up, or a closing conn, says nothing about the
-	// upstream; a timeout does.
-	if c.key.credential == "" && !errors.Is(err, errClosed) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {
+	// A caller that gave up (or whose own deadline passed), or a closing
+	// conn, says nothing about the upstream; the list timeout does.
+	if c.shared && (err == nil || ctx.Err() == nil && !errors.Is(err, errClosed)) && c.ctx.Err() == nil {
 		c.setHealth(err == nil, len(tools), err)
 	}
 	if err != nil {

@@ -515,16 +515,20 @@ func TestHealth(t *testing.T) {
 	dead.stop()
 	var mu sync.Mutex
 	events := map[string][]bool{}
-	p := newPool(t, Config{OnHealth: func(server string, healthy bool, err error) {
+	hanging := newHangingServer(t, make(chan struct{}))
+	p := newPool(t, Config{ListTimeout: 300 * time.Millisecond, OnHealth: func(server string, healthy bool, err error) {
 		mu.Lock()
 		events[server] = append(events[server], healthy)
 		mu.Unlock()
-	}}, f.spec("up"), empty.spec("empty"), dead.spec("dead"))
+	}}, f.spec("up"), empty.spec("empty"), dead.spec("dead"), Spec{Name: "hanging", URL: hanging + "/mcp"})
 
 	eventually(t, 5*time.Second, "first health results", func() bool {
 		h := p.Health()
-		return h["up"].Healthy && h["empty"].Healthy && !h["dead"].CheckedAt.IsZero()
+		return h["up"].Healthy && h["empty"].Healthy && !h["dead"].CheckedAt.IsZero() && !h["hanging"].CheckedAt.IsZero()
 	})
+	if h := p.Health()["hanging"]; h.Healthy || !strings.Contains(h.Err, "deadline exceeded") {
+		t.Errorf("hanging: got %+v, want unhealthy, timed out", h)
+	}
 	h := p.Health()
 	if h["up"].Tools != 7 {
 		t.Errorf("up: got %+v, want 7 tools", h["up"])
