@@ -32,7 +32,7 @@ func newSQLite(t testing.TB) *sqlite.DB {
 
 // newPostgres opens a store in a schema of its own, dropped at the end; nil when
 // TOOLGATE_TEST_DATABASE_URL is unset.
-func newPostgres(t testing.TB) *postgres.DB {
+func newPostgres(t testing.TB, params ...string) *postgres.DB {
 	t.Helper()
 	url := os.Getenv("TOOLGATE_TEST_DATABASE_URL")
 	if url == "" {
@@ -59,6 +59,9 @@ func newPostgres(t testing.TB) *postgres.DB {
 		t.Fatal(err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	for i := 0; i+1 < len(params); i += 2 {
+		cfg.ConnConfig.RuntimeParams[params[i]] = params[i+1]
+	}
 	db := postgres.NewWithConfig(cfg)
 	if err := db.Open(context.Background()); err != nil {
 		t.Fatal(err)
