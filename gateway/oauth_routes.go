@@ -51,8 +51,19 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 	if err != nil {
 		return err
 	}
-	mux.Handle(oauth.WellKnownResource, res)
-	mux.Handle(oauth.WellKnownResource+"/", res)
+	st := &oauthState{res: res}
+	oauthStates.Store(s, st)
+	if err := s.mountUpstreamOAuth(mux, cfg, st, client); err != nil {
+		return err
+	}
+	// The handler serves pass-through servers' own metadata on their routes.
+	served, err := oauth.NewResource(oauth.ResourceConfig{PublicURL: cfg.PublicURL, AuthorizationServers: servers,
+		ScopesSupported: cfg.Scopes, ResourceName: "toolgate", Passthrough: st.pt})
+	if err != nil {
+		return err
+	}
+	mux.Handle(oauth.WellKnownResource, served)
+	mux.Handle(oauth.WellKnownResource+"/", served)
 	s.challenge = func(r *http.Request) string { return res.Challenge(r.URL.Path, nil) }
 	if !cfg.AuthorizationServer {
 		return nil
@@ -78,6 +89,7 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 		mux.Handle(p, as)
 		s.addRouteRule(p, false, classPublic)
 	}
+	st.as = as
 	s.addTokenAuthenticator(s.oauthAuthenticator(as))
 	return nil
 }
