@@ -390,9 +390,15 @@ func TestHangingUpstreamTimesOutAndIsCancelled(t *testing.T) {
 }
 
 func TestRestartHeals(t *testing.T) {
-	for _, v := range variants {
+	for _, v := range append(variants, struct{ name, kind, protocol string }{"http-stateless-ids", "http", ""}) {
 		t.Run(v.name, func(t *testing.T) {
-			f := newFake(t, v.kind, stateful)
+			opts := []fakeOpt{stateful}
+			if v.name == "http-stateless-ids" {
+				// mcp-go's default session manager accepts any well-formed
+				// ID: the restarted upstream takes the old session.
+				opts = nil
+			}
+			f := newFake(t, v.kind, opts...)
 			spec := f.spec("up")
 			spec.Protocol = v.protocol
 			p := newPool(t, Config{}, spec)
@@ -407,6 +413,16 @@ func TestRestartHeals(t *testing.T) {
 			}
 			if got := text(t, res); got != "2" {
 				t.Errorf("got %q, want 2", got)
+			}
+			// Side traffic works on the healed connection too.
+			var o progressObserver
+			req := callReq("progress", map[string]any{"tag": "x"})
+			req.Params.Meta = &mcp.Meta{ProgressToken: "t"}
+			if _, err := p.CallTool(ctx, "up", req, o.observer()); err != nil {
+				t.Fatal(err)
+			}
+			if len(o.all()) == 0 {
+				t.Errorf("no progress after restart")
 			}
 		})
 	}
