@@ -166,6 +166,7 @@ type era int
 const (
 	modern era = iota
 	legacy
+	legacyListening // legacy with the standalone GET stream open
 )
 
 func (e era) String() string {
@@ -182,7 +183,13 @@ func dial(t testing.TB, url string, e era, principal string, headers map[string]
 	for k, v := range headers {
 		h[k] = v
 	}
-	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(h))
+	topts := []transport.StreamableHTTPCOption{transport.WithHTTPHeaders(h)}
+	if e == legacyListening {
+		//lint:ignore SA1019 2025-era clients get notifications on the GET stream
+		topts = append(topts, transport.WithContinuousListening())
+		e = legacy
+	}
+	tr, err := transport.NewStreamableHTTP(url, topts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +200,8 @@ func dial(t testing.TB, url string, e era, principal string, headers map[string]
 	c := client.NewClient(tr, opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
+	// Start's context lives as long as the client's GET stream.
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	req := mcp.InitializeRequest{}

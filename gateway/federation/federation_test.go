@@ -656,3 +656,39 @@ func TestCancellationReachesUpstream(t *testing.T) {
 		})
 	}
 }
+
+// A 2026-07-28 client listening with subscriptions/listen hears about an
+// upstream's list change, and a 2025-11-25 session hears it on its stream.
+func TestListChangedReachesListeners(t *testing.T) {
+	u, servers := twoServers()
+	f, ts := newTestFederation(t, u, Config{}, servers...)
+	got := make(chan era, 4)
+	for _, e := range []era{modern, legacyListening} {
+		c := dial(t, ts.URL+"/mcp", e, "p", nil)
+		c.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+				got <- e
+			}
+		})
+		if e == modern {
+			stop, err := c.ListenAsync(context.Background(), mcp.SubscriptionFilter{ToolsListChanged: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the listen stream open
+	u.setTools("beta", "echo", "more")
+	f.ListChanged("beta", string(mcp.MethodNotificationToolsListChanged))
+	seen := map[era]bool{}
+	deadline := time.After(3 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case e := <-got:
+			seen[e] = true
+		case <-deadline:
+			t.Fatalf("list_changed reached %v, want both generations", seen)
+		}
+	}
+}
