@@ -28,6 +28,9 @@ const (
 	opRead     = "resources/read"
 	opPrompt   = "prompts/get"
 	opProgress = "progress"
+
+	// opProtocol is not an operation: its Detail records the protocol a client spoke.
+	opProtocol = "protocol"
 )
 
 var allOps = []string{opConnect, opList, opCall, opRead, opPrompt, opProgress}

@@ -184,7 +184,11 @@ func TestInterop(t *testing.T) {
 					continue
 				}
 				start := time.Now()
-				res := j.c.run(ctx, home, j.t)
+				rec := newRecorder(t, st.gw.base)
+				tg := j.t
+				tg.URL = rec.rebase(tg.URL)
+				res := j.c.run(ctx, home, tg)
+				res[opProtocol] = outcome{OK: true, NA: true, Detail: rec.spoke()}
 				t.Logf("%s | %s: %s", j.c.name, j.t.Label, time.Since(start).Round(time.Millisecond))
 				rows[j.i] = matrixRow{client: j.c.name, t: j.t, res: res}
 			}
@@ -208,6 +212,8 @@ func TestInterop(t *testing.T) {
 		"mcp-go v1.2.1 server (legacy SSE upstream). Each client connects with the master key over streamable HTTP " +
 		"(the aggregate `/mcp` with federated names, and single-server routes with original names) and legacy SSE (`/mcp/sse`, federated names), then lists tools, calls one, " +
 		"reads a resource, gets a prompt and calls a tool that reports progress.\n\n" +
+		"Each client reached the gateway through a transparent loopback proxy that records the protocol it used " +
+		"(`MCP-Protocol-Version` headers and `_meta`, and whether it opened with `server/discover` or `initialize`).\n\n" +
 		"`pass`: worked; `FAIL`: did not (see below); `n/a`: the client cannot do it: the Inspector CLI shows no progress, " +
 		"Claude Code calls tools only inside a model session, and Inspector 2.12 in the modern era sends no `Mcp-Method` header " +
 		"over legacy SSE, which mcp-go's SSE server refuses (directly too; the row is still run and turns green if that changes).\n\n" + table
@@ -224,11 +230,11 @@ func TestInterop(t *testing.T) {
 // matrixTable renders rows as Markdown, failures listed under the table.
 func matrixTable(rows []matrixRow) string {
 	var b strings.Builder
-	b.WriteString("| client | downstream | route → upstream |")
+	b.WriteString("| client | downstream | route → upstream | protocol used |")
 	for _, op := range allOps {
 		b.WriteString(" " + op + " |")
 	}
-	b.WriteString("\n|---|---|---|")
+	b.WriteString("\n|---|---|---|---|")
 	for range allOps {
 		b.WriteString("---|")
 	}
@@ -240,7 +246,11 @@ func matrixTable(rows []matrixRow) string {
 		if r.t.Transport == "sse" {
 			transport = "SSE"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |", r.client, transport, r.t.Label)
+		proto := "-"
+		if o, ok := r.res[opProtocol]; ok && !r.res[opConnect].NA {
+			proto = o.Detail
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |", r.client, transport, r.t.Label, proto)
 		for _, op := range allOps {
 			o, ok := r.res[op]
 			if !ok {
