@@ -287,3 +287,13 @@ func TestMasterKeyGenerated(t *testing.T) {
 }
 
 var _ store.Store = (*sqlite.DB)(nil)
+
+// TestWrongMethodIsJSON: the catch-all route answers unknown method+path pairs, so even a
+// wrong method gets a JSON error rather than ServeMux's plain text.
+func TestWrongMethodIsJSON(t *testing.T) {
+	g := newTestGateway(t, nil)
+	r := g.admin(t, "PATCH", "/v1/mcp/server", "{}")
+	if r.status != 404 || r.errorField(t, "code") != "404" || !strings.Contains(r.header.Get("Content-Type"), "application/json") {
+		t.Errorf("got %d %q %s, want a JSON 404", r.status, r.header.Get("Content-Type"), r.body)
+	}
+}
