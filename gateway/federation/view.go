@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,35 +179,33 @@ type scope struct {
 	key     string   // route identity, bound into session IDs
 }
 
-// inScope returns the servers of sc the caller may use, in name order.
-func (f *Federation) inScope(ctx context.Context, sc scope) []*serverState {
+// candidates returns the registered servers of sc, in name order, before
+// authorization.
+func (f *Federation) candidates(sc scope) []*serverState {
 	reg := f.reg.Load()
-	var out []*serverState
 	if sc.servers == nil {
-		out = make([]*serverState, 0, len(reg.order))
-		for _, st := range reg.order {
-			if f.allowServer(ctx, st.cfg.Name) {
-				out = append(out, st)
-			}
-		}
-		return out
+		return reg.order
 	}
-	out = make([]*serverState, 0, len(sc.servers))
+	out := make([]*serverState, 0, len(sc.servers))
 	for _, name := range sc.servers {
-		if st := reg.byName[name]; st != nil && f.allowServer(ctx, name) {
+		if st := reg.byName[name]; st != nil && !slices.Contains(out, st) {
 			out = append(out, st)
 		}
 	}
-	slices.SortFunc(out, func(a, b *serverState) int {
-		switch {
-		case a.cfg.Name < b.cfg.Name:
-			return -1
-		case a.cfg.Name > b.cfg.Name:
-			return 1
+	slices.SortFunc(out, func(a, b *serverState) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	return out
+}
+
+// inScope returns the servers of sc the caller may use, in name order.
+func (f *Federation) inScope(ctx context.Context, sc scope) []*serverState {
+	all := f.candidates(sc)
+	out := make([]*serverState, 0, len(all))
+	for _, st := range all {
+		if f.allowServer(ctx, st.cfg.Name) {
+			out = append(out, st)
 		}
-		return 0
-	})
-	return slices.CompactFunc(out, func(a, b *serverState) bool { return a == b })
+	}
+	return out
 }
 
 func (f *Federation) allowServer(ctx context.Context, server string) bool {
@@ -214,16 +213,18 @@ func (f *Federation) allowServer(ctx context.Context, server string) bool {
 }
 
 // allowTool is the one decision for listing and calling a tool: the server
-// is allowed, the tool is in the server's AllowedTools and the Authorizer
-// allows it.
+// is allowed (AllowServer), the tool is in the server's AllowedTools and the
+// Authorizer allows it (AllowTool).
 func (f *Federation) allowTool(ctx context.Context, st *serverState, tool string) bool {
+	return f.allowServer(ctx, st.cfg.Name) && f.allowToolOf(ctx, st, tool)
+}
+
+// allowToolOf is allowTool for a server already allowed.
+func (f *Federation) allowToolOf(ctx context.Context, st *serverState, tool string) bool {
 	if st.allowed != nil && !st.allowed[tool] {
 		return false
 	}
-	if f.cfg.Authorizer == nil {
-		return true
-	}
-	return f.cfg.Authorizer.AllowServer(ctx, st.cfg.Name) && f.cfg.Authorizer.AllowTool(ctx, st.cfg.Name, tool)
+	return f.cfg.Authorizer == nil || f.cfg.Authorizer.AllowTool(ctx, st.cfg.Name, tool)
 }
 
 // gather fetches one kind of list from servers in parallel, each bounded by
@@ -323,7 +324,7 @@ func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string)
 			out = make([]Tool, 0, len(servers)*len(shown))
 		}
 		for i, t := range shown {
-			if f.allowTool(ctx, st, v.original[i]) {
+			if f.allowToolOf(ctx, st, v.original[i]) { // st passed AllowServer in inScope
 				out = append(out, Tool{Tool: t, Server: st.cfg.Name, Original: v.original[i]})
 			}
 		}
@@ -341,7 +342,7 @@ type toolRef struct {
 // On single-server routes both the plain and the prefixed spelling resolve;
 // a name prefixed with another server does not. The result is authorized.
 func (f *Federation) resolveTool(ctx context.Context, sc scope, name string) (toolRef, bool) {
-	servers := f.inScope(ctx, sc)
+	servers := f.candidates(sc) // authorized below, for the one match only
 	ref, ok, cold := f.lookupTool(servers, sc, name)
 	if !ok && cold {
 		// Some server's tools were never listed: list them (bounded) and retry.
@@ -390,7 +391,7 @@ func (f *Federation) listPrompts(ctx context.Context, sc scope) ([]mcp.Prompt, [
 }
 
 func (f *Federation) resolvePrompt(ctx context.Context, sc scope, name string) (toolRef, bool) {
-	servers := f.inScope(ctx, sc)
+	servers := f.candidates(sc) // authorized below, for the one match only
 	find := func() (toolRef, bool, bool) {
 		cold := false
 		for _, st := range servers {
@@ -416,7 +417,10 @@ func (f *Federation) resolvePrompt(ctx context.Context, sc scope, name string) (
 		gather(ctx, f, servers, promptsCache, f.fetchPrompts, func(*serverState, []mcp.Prompt, uint64) {})
 		ref, ok, _ = find()
 	}
-	return ref, ok
+	if !ok || !f.allowServer(ctx, ref.st.cfg.Name) {
+		return toolRef{}, false
+	}
+	return ref, true
 }
 
 // listResources returns the caller's resources in sc, URIs federated on
