@@ -79,6 +79,7 @@ func BenchmarkCompletion(b *testing.B) {
 		}
 	})
 	b.Run("direct-parallel", func(b *testing.B) {
+		b.SetParallelism(16)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				postOnce(b, c, up.URL+"/chat/completions")
@@ -86,6 +87,7 @@ func BenchmarkCompletion(b *testing.B) {
 		})
 	})
 	b.Run("gateway-parallel", func(b *testing.B) {
+		b.SetParallelism(16)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				postOnce(b, c, h.http.URL+"/v1/chat/completions")

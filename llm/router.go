@@ -27,10 +27,11 @@ type RouterSettings struct {
 	// NumRetries is how many more attempts a failed call gets (429, 5xx, timeouts, transport
 	// errors), each on the best deployment not yet tried when there is one. If nil, 2.
 	NumRetries *int `json:"num_retries" yaml:"num_retries"`
-	// Timeout bounds a whole call in seconds, retries and streaming included. If zero, 600.
+	// Timeout bounds one attempt of a non-streaming call, in seconds (litellm_params.timeout
+	// overrides it per deployment). If zero, 600.
 	Timeout float64 `json:"timeout" yaml:"timeout"`
-	// StreamTimeout bounds, per attempt, the wait for a streaming answer to start. If zero,
-	// Timeout.
+	// StreamTimeout bounds, per attempt, the wait for a streaming answer to start; once it
+	// has started, a stream runs until it ends or the client leaves. If zero, Timeout.
 	StreamTimeout float64 `json:"stream_timeout" yaml:"stream_timeout"`
 	// Fallbacks lists, per model name, the model names tried in order when every attempt on
 	// the model failed: [{"gpt-4o": ["gpt-4o-mini", "claude"]}].

@@ -87,6 +87,7 @@ type Server struct {
 	anth    *anthropic
 	mux     *http.ServeMux
 	static  []*Deployment
+	ownTr   *http.Transport // the transport New made, closed by Close; nil with Config.HTTPClient
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -128,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		t.MaxIdleConnsPerHost = 256
 		t.ResponseHeaderTimeout = 0
 		client = &http.Client{Transport: t}
+		s.ownTr = t
 	}
 	s.openai = &openAI{client: client}
 	s.anth = &anthropic{client: client}
@@ -202,7 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the model refresh.
+// Close stops the model refresh and closes idle provider connections.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	cancel := s.cancel
@@ -211,6 +213,9 @@ func (s *Server) Close() error {
 		cancel()
 	}
 	s.wg.Wait()
+	if s.ownTr != nil {
+		s.ownTr.CloseIdleConnections()
+	}
 	return nil
 }
 
