@@ -692,3 +692,22 @@ func TestListChangedReachesListeners(t *testing.T) {
 		}
 	}
 }
+
+// mcp-go's DNS-rebinding protection stays on: a loopback listener refuses a
+// foreign Host.
+func TestDNSRebindingProtection(t *testing.T) {
+	u, servers := twoServers()
+	_, ts := newTestFederation(t, u, Config{}, servers...)
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`))
+	req.Host = "evil.example.com"
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("foreign Host on loopback: status %d, want 403", resp.StatusCode)
+	}
+}
