@@ -29,6 +29,11 @@ func storeBackend(name string, st realStore) backend {
 				t.Fatal(err)
 			}
 		},
+		upsert: func(t testing.TB, b *store.Budget) {
+			if err := st.UpsertBudgetLimits(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+		},
 		logs: func(t testing.TB) int {
 			l, err := st.SpendLogs(context.Background(), store.SpendFilter{Limit: 1 << 20})
 			if err != nil {

@@ -25,6 +25,7 @@ type backend struct {
 	st       budget.Store
 	spend    budget.SpendStore
 	setLimit func(t testing.TB, ref store.BudgetRef, max float64)
+	upsert   func(t testing.TB, b *store.Budget)
 	logs     func(t testing.TB) int
 }
 
@@ -32,6 +33,7 @@ func fakeBackend() backend {
 	s := budgettest.New()
 	return backend{name: "memory", st: s, spend: s,
 		setLimit: func(_ testing.TB, ref store.BudgetRef, max float64) { s.SetLimit(ref, &max, nil, "", nil) },
+		upsert:   func(_ testing.TB, b *store.Budget) { s.SetLimit(b.BudgetRef, b.MaxBudget, b.SoftBudget, b.Duration, b.ResetAt) },
 		logs: func(t testing.TB) int {
 			l, err := s.SpendLogs(context.Background(), store.SpendFilter{Limit: 1 << 20})
 			if err != nil {
@@ -319,5 +321,44 @@ func TestToolCost(t *testing.T) {
 		if got := budget.ToolCost(c, tool); got != want {
 			t.Errorf("ToolCost(%s) = %v, want %v", tool, got, want)
 		}
+	}
+}
+
+func TestResetDueOnStores(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Second)
+			due := now.Add(-time.Hour)
+			later := now.Add(time.Hour)
+			max := 10.0
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "due-" + b.name}
+			notDue := store.BudgetRef{Scope: store.BudgetKey, ID: "later-" + b.name}
+			b.upsert(t, &store.Budget{BudgetRef: key, MaxBudget: &max, Duration: "1d", ResetAt: &due})
+			b.upsert(t, &store.Budget{BudgetRef: notDue, MaxBudget: &max, Duration: "1d", ResetAt: &later})
+			m, _ := budget.New(budget.Config{Store: b.st, Holder: "replica-" + b.name, Now: func() time.Time { return now }})
+			for _, ref := range []store.BudgetRef{key, notDue} {
+				r, err := m.Reserve(ctx, []store.BudgetRef{ref}, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Commit(ctx, 3); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := m.ResetDue(ctx); err != nil {
+				t.Fatal(err)
+			}
+			bs, err := b.st.Budgets(ctx, []store.BudgetRef{key, notDue})
+			if err != nil || len(bs) != 2 {
+				t.Fatalf("budgets %v %v", bs, err)
+			}
+			if bs[0].Spend != 0 || bs[0].ResetAt == nil || !bs[0].ResetAt.Equal(due.Add(24*time.Hour)) {
+				t.Errorf("due budget: spend %v reset %v, want 0 and %v", bs[0].Spend, bs[0].ResetAt, due.Add(24*time.Hour))
+			}
+			if bs[1].Spend != 3 {
+				t.Errorf("budget not due was reset: spend %v", bs[1].Spend)
+			}
+		})
 	}
 }
