@@ -141,7 +141,9 @@ func BenchmarkCallToolRatioParallel(b *testing.B) {
 
 // directClient returns an initialized plain mcp-go client with the options
 // the pool uses (legacy protocol, continuous listening, a private transport).
-func directClient(b *testing.B, url string) *client.Client {
+func directClient(b *testing.B, url string) *client.Client { return directClientT(b, url) }
+
+func directClientT(b testing.TB, url string) *client.Client {
 	b.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
