@@ -17,7 +17,7 @@ import (
 )
 
 func TestUpstreamOAuthThroughGateway(t *testing.T) {
-	as := oauthtest.NewAuthServer(t)
+	as := oauth.NewTestAuthServer(t)
 	g := newOAuthGateway(t, OAuthConfig{AuthorizationServer: true})
 	g.addKey(t, "sk-user-0002", nil)
 	ctx := context.Background()

@@ -18,7 +18,7 @@ import (
 )
 
 type upstreamFixture struct {
-	as    *oauthtest.AuthServer
+	as    *oauth.TestAuthServer
 	gw    *httptest.Server
 	up    *oauth.Upstream
 	store *oauthtest.MemStore
@@ -34,7 +34,7 @@ func (f *upstreamFixture) now() time.Time {
 }
 
 func newUpstreamFixture(t *testing.T) *upstreamFixture {
-	f := &upstreamFixture{as: oauthtest.NewAuthServer(t), store: oauthtest.NewMemStore(), clock: time.Now()}
+	f := &upstreamFixture{as: oauth.NewTestAuthServer(t), store: oauthtest.NewMemStore(), clock: time.Now()}
 	f.gw = httptest.NewUnstartedServer(nil)
 	public := "http://" + f.gw.Listener.Addr().String()
 	box, err := seal.New("test")

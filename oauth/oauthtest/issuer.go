@@ -1,6 +1,7 @@
-// Package oauthtest provides in-process OAuth and OIDC fakes for tests: an Issuer that
-// signs JWTs and serves their JWKS, and an auto-approving authorization server with real
-// RFC 8414, RFC 7591, PKCE and token endpoints.
+// Package oauthtest provides in-process OAuth fakes for tests: an Issuer that signs JWTs
+// and serves their JWKS, an in-memory store.OAuthStore, and browser helpers that walk the
+// gateway's login page. The auto-approving authorization server is oauth.NewTestAuthServer
+// (it is built from oauth.Server, which this package may not import).
 package oauthtest
 
 import (
