@@ -146,9 +146,16 @@ type Pool struct {
 	// ctx ends when the pool closes; every conn's ctx derives from it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 	notes  *notifier
-	seq    atomic.Uint64 // call sequence and progress tokens
+
+	// wg counts background goroutines; wgMu guards stopping, set by Close
+	// before it waits. It is a lock of its own (taken last, after Pool.mu
+	// and conn.mu) so that goroutines can be started under either.
+	wg       sync.WaitGroup
+	wgMu     sync.Mutex
+	stopping bool
+
+	seq atomic.Uint64 // call sequence and progress tokens
 
 	mu      sync.Mutex
 	closed  bool
@@ -208,9 +215,9 @@ func orDefault(d, def time.Duration) time.Duration {
 // goTracked reserves a slot in the pool's WaitGroup for a goroutine the
 // caller is about to start; it returns false once the pool is closed.
 func (p *Pool) goTracked() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	p.wgMu.Lock()
+	defer p.wgMu.Unlock()
+	if p.stopping {
 		return false
 	}
 	p.wg.Add(1)
@@ -579,6 +586,9 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	p.cancel()
 	closeAll(conns)
+	p.wgMu.Lock()
+	p.stopping = true
+	p.wgMu.Unlock()
 	p.wg.Wait()
 	if p.ownHC {
 		p.hc.CloseIdleConnections()
