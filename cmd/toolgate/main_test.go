@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 )
@@ -211,5 +212,43 @@ func TestGracefulShutdown(t *testing.T) {
 	r := <-res
 	if r.err != nil || r.code != 200 || !strings.Contains(r.body, "done") {
 		t.Errorf("in-flight call: %d %s %v, want 200 done", r.code, r.body, r.err)
+	}
+}
+
+// TestMainOnPostgres runs the gateway on Postgres when TOOLGATE_TEST_DATABASE_URL is set,
+// in a schema of its own so that it never touches the store suite's tables.
+func TestMainOnPostgres(t *testing.T) {
+	url := os.Getenv("TOOLGATE_TEST_DATABASE_URL")
+	if url == "" {
+		t.Skip("TOOLGATE_TEST_DATABASE_URL not set")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const schema = "toolgate_cmd_test"
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		conn.Close(context.Background())
+	})
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	url += sep + "search_path=" + schema
+	cfg := defaultConfig()
+	cfg.Host, cfg.Port = "127.0.0.1", 0
+	cfg.MasterKey = "sk-postgres-test"
+	cfg.DatabaseURL = url
+	m := mustRunMain(t, cfg)
+	if code, body := get(t, "http://"+m.Addr+"/health/readiness", ""); code != 200 || !strings.Contains(body, `"connected"`) {
+		t.Errorf("readiness on postgres: %d %s", code, body)
+	}
+	if code, body := get(t, "http://"+m.Addr+"/v1/mcp/server", "sk-postgres-test"); code != 200 {
+		t.Errorf("list servers on postgres: %d %s", code, body)
 	}
 }
