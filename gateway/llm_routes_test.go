@@ -131,3 +131,75 @@ func keyIDOf(t testing.TB, g *testGateway, key string) string {
 	}
 	return ks[0].ID
 }
+
+func TestCallerFor(t *testing.T) {
+	rpm := int64(10)
+	par := int64(2)
+	p := &Principal{Kind: KindKey, Key: &store.Key{ID: "k", TokenHash: "h", KeyAlias: "a", UserID: "u", TeamID: "t",
+		Models: []string{"gpt"}, Tags: []string{"x"}, Limits: store.Limits{RPMLimit: &rpm}},
+		User: &store.User{ID: "u", Limits: store.Limits{MaxParallelRequests: &par}},
+		Team: &store.Team{ID: "t", OrgID: "o", Models: []string{"gpt", "claude"}}}
+	c := callerFor(p)
+	want := []store.BudgetRef{{Scope: store.BudgetKey, ID: "k"}, {Scope: store.BudgetTeam, ID: "t"},
+		{Scope: store.BudgetTeamMember, ID: "t/u"}, {Scope: store.BudgetOrg, ID: "o"}}
+	if fmt.Sprint(c.Budgets) != fmt.Sprint(want) {
+		t.Errorf("budgets %v, want %v (a team key is charged to the team, not the user)", c.Budgets, want)
+	}
+	if len(c.Limits) != 2 || c.Limits[0].RPM != 10 || c.Limits[1].MaxParallel != 2 {
+		t.Errorf("limits %+v", c.Limits)
+	}
+	if !c.MayUse("gpt") || c.MayUse("claude") || c.KeyHash != "h" || c.OrgID != "o" {
+		t.Errorf("caller %+v", c)
+	}
+	solo := callerFor(&Principal{Kind: KindKey, Key: &store.Key{ID: "k2", UserID: "u2"}})
+	if fmt.Sprint(solo.Budgets) != fmt.Sprint([]store.BudgetRef{{Scope: store.BudgetKey, ID: "k2"}, {Scope: store.BudgetUser, ID: "u2"}}) {
+		t.Errorf("personal key budgets %v", solo.Budgets)
+	}
+	if callerFor(nil) != nil || callerFor(&Principal{Kind: KindAnonymous}) != nil {
+		t.Error("anonymous caller")
+	}
+	if m := callerFor(&Principal{Kind: KindMaster, Admin: true}); !m.Admin || len(m.Budgets) != 0 {
+		t.Errorf("master %+v", m)
+	}
+}
+
+func TestToolCallOverBudget(t *testing.T) {
+	tools := newUpstream(t, "pricey", "echo")
+	g := newTestGateway(t, func(c *Config) {
+		c.MCPServers = []*store.MCPServer{{Name: "pricey", URL: tools, AvailableOnPublicInternet: true, AllowAllKeys: true,
+			Cost: store.MCPServerCost{DefaultCostPerQuery: 1, ToolNameToCostPerQuery: map[string]float64{"echo": 0.4}}}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	k := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "tools", "max_budget": 1.0}), 200)
+	key := k["key"].(string)
+	waitFor(t, "upstream healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Contains(string(r.body), `"status":"healthy"`)
+	})
+	c := dialMCP(t, g.url+"/mcp", false, map[string]string{"Authorization": "Bearer " + key})
+	for range 2 {
+		if got := callText(t, c, "pricey-echo", "hi"); got != "pricey/echo: hi" {
+			t.Fatalf("tool call: %q", got)
+		}
+	}
+	// 0.8 spent: a third call at 0.4 does not fit.
+	if msg := callRefused(t, c, "pricey-echo"); !strings.Contains(msg, "Budget has been exceeded") {
+		t.Errorf("third call: %q", msg)
+	}
+	b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "tools")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Spend < 0.8-1e-9 || b.Spend > 0.8+1e-9 || b.Reserved != 0 {
+		t.Errorf("spend %v reserved %v, want 0.8 and 0", b.Spend, b.Reserved)
+	}
+}
+
+func keyIDOfAlias(t testing.TB, g *testGateway, alias string) string {
+	t.Helper()
+	ks, err := g.db.Keys(context.Background(), store.KeyFilter{KeyAlias: alias})
+	if err != nil || len(ks) != 1 {
+		t.Fatalf("keys: %v %v", ks, err)
+	}
+	return ks[0].ID
+}
