@@ -732,3 +732,24 @@ func TestSlowCallbacksDoNotBlockReaders(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleCredentialClientsClosed(t *testing.T) {
+	f := newFake(t, "http")
+	p := newPool(t, Config{CredentialIdleTTL: 50 * time.Millisecond, HealthInterval: 20 * time.Millisecond}, f.spec("up"))
+	uctx := WithCredential(context.Background(), "u", map[string]string{"Authorization": "Bearer u"})
+	if _, err := p.CallTool(uctx, "up", callReq("echo", map[string]any{"text": "1"}), nil); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.servers["up"].creds)
+	}
+	if count() != 1 {
+		t.Fatalf("got %d credential clients, want 1", count())
+	}
+	eventually(t, 5*time.Second, "idle credential client closed", func() bool { return count() == 0 })
+	if _, err := p.CallTool(uctx, "up", callReq("echo", map[string]any{"text": "2"}), nil); err != nil {
+		t.Fatalf("call after sweep: %v", err)
+	}
+}
