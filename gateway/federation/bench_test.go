@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,6 +58,22 @@ func BenchmarkToolsListCached(b *testing.B) {
 			if len(tools) != 1000 {
 				b.Fatal(len(tools))
 			}
+		}
+		p50(b, "p50-ms", ds)
+	})
+	b.Run("encode-only", func(b *testing.B) {
+		// mcp-go's JSON encoding of the same 1000-tool result, for scale: the
+		// floor under "mcp-server".
+		tools, _, _ := f.ListTools(ctx, nil)
+		res := mcp.ListToolsResult{Tools: make([]mcp.Tool, 0, len(tools))}
+		for _, t := range tools {
+			res.Tools = append(res.Tools, t.Tool)
+		}
+		ds := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			_ = json.NewEncoder(io.Discard).Encode(mcp.NewJSONRPCResultResponse(mcp.NewRequestId(1), res))
+			ds = append(ds, time.Since(start))
 		}
 		p50(b, "p50-ms", ds)
 	})
