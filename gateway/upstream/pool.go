@@ -449,7 +449,8 @@ func (p *Pool) upstreamMeta(m *mcp.Meta, cl *call) *mcp.Meta {
 		out.AdditionalFields = maps.Clone(m.AdditionalFields)
 		delete(out.AdditionalFields, "progressToken")
 	}
-	if m.ProgressToken != nil {
+	// Nobody to tell: no token, so the upstream sends no progress.
+	if m.ProgressToken != nil && cl.obs != nil && cl.obs.OnNotification != nil {
 		cl.token = m.ProgressToken
 		cl.upTok = "toolgate-" + strconv.FormatUint(p.seq.Add(1), 10)
 		out.ProgressToken = cl.upTok
