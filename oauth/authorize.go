@@ -168,6 +168,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, req *authRequ
 	loginTmpl.Execute(w, map[string]any{
 		"Action": s.endpoint("authorize"), "RequestID": st.ID, "CSRF": csrf, "Client": req.ClientName,
 		"ClientID": req.ClientID, "Redirect": redirectHost, "Resource": req.Resource, "Scope": req.Scope, "Problem": problem,
+		"IdP": s.idp != nil,
 	})
 }
 
@@ -204,6 +205,10 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.PostFormValue("action") != "approve" {
 		s.redirect(w, r, &req, "", &redirectError{CodeAccessDenied, "the user denied the request"})
+		return
+	}
+	if s.idp != nil {
+		s.toIdP(w, r, &req)
 		return
 	}
 	subject, err := s.cfg.Keys.VerifyKey(ctx, strings.TrimSpace(r.PostFormValue("key")))
@@ -297,8 +302,8 @@ button{padding:.5rem 1rem;margin-right:.5rem}</style></head>
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="request_id" value="{{.RequestID}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
-<label for="key">Your toolgate key</label>
-<input type="password" id="key" name="key" autocomplete="off" autofocus>
+{{if .IdP}}<p>You will sign in at your identity provider next.</p>{{else}}<label for="key">Your toolgate key</label>
+<input type="password" id="key" name="key" autocomplete="off" autofocus>{{end}}
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </form></body></html>

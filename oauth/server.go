@@ -87,8 +87,12 @@ type ServerConfig struct {
 	Resource *Resource
 	// Store persists clients, codes, states and tokens. Required.
 	Store Store
-	// Keys verifies the key pasted on the login page. Required unless AutoApprove is set.
+	// Keys verifies the key pasted on the login page. Required unless AutoApprove or IdP
+	// is set.
 	Keys KeyVerifier
+	// IdP, if set, replaces the key field of the login page: after the user approves the
+	// client, the browser signs in at this OpenID Connect provider.
+	IdP *IdPConfig
 	// AutoApprove, if set, approves authorization requests without a login page, as the
 	// subject it returns. For tests and development only.
 	AutoApprove func(r *http.Request) (subject string, ok bool)
@@ -125,6 +129,7 @@ type Server struct {
 	issuer string
 	secure bool // https issuer: __Host- cookies
 	cimd   *expirable.LRU[string, *store.OAuthClient]
+	idp    *idp // nil unless ServerConfig.IdP
 }
 
 // NewServer validates cfg and returns a Server. It does no I/O.
@@ -135,7 +140,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("oauth: ServerConfig.Store is required")
 	}
-	if cfg.Keys == nil && cfg.AutoApprove == nil {
+	if cfg.Keys == nil && cfg.AutoApprove == nil && cfg.IdP == nil {
 		return nil, errors.New("oauth: ServerConfig.Keys is required")
 	}
 	if cfg.Scopes == nil {
@@ -163,6 +168,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.issuer = s.res.ResourceURL("")
 	s.secure = s.res.base.Scheme == "https"
 	s.cimd = expirable.NewLRU[string, *store.OAuthClient](256, nil, 5*time.Minute)
+	if cfg.IdP != nil {
+		p, err := newIdP(*cfg.IdP, s.issuer+IdPCallbackPath, s.client, s.now)
+		if err != nil {
+			return nil, err
+		}
+		s.idp = p
+	}
 	return s, nil
 }
 
@@ -232,7 +244,7 @@ func (s *Server) Paths() []string {
 	if root != "" {
 		ps = append(ps, root+WellKnownOpenID, root+WellKnownAuthServer, root+"/authorize", root+"/token", root+"/register")
 	}
-	return ps
+	return append(ps, s.idpPaths()...)
 }
 
 // ServeHTTP routes to the metadata documents and the three endpoints.
@@ -245,6 +257,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleToken(w, r)
 	case p == "/register":
 		s.handleRegister(w, r)
+	case p == IdPCallbackPath && s.idp != nil:
+		s.handleIdPCallback(w, r)
 	case strings.HasPrefix(r.URL.Path, WellKnownAuthServer), strings.HasPrefix(r.URL.Path, WellKnownOpenID),
 		strings.HasSuffix(p, WellKnownOpenID), strings.HasSuffix(p, WellKnownAuthServer):
 		s.handleMetadata(w, r)
@@ -341,7 +355,7 @@ func (s *Server) Introspect(ctx context.Context, token string) (*Grant, error) {
 }
 
 func (s *Server) checkSubject(ctx context.Context, subject string) error {
-	if sc, ok := s.cfg.Keys.(SubjectChecker); ok && !strings.HasPrefix(subject, "client:") {
+	if sc, ok := s.cfg.Keys.(SubjectChecker); ok && s.cfg.Keys != nil && !strings.HasPrefix(subject, "client:") {
 		return sc.CheckSubject(ctx, subject)
 	}
 	return nil
