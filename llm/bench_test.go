@@ -16,6 +16,7 @@ import (
 
 	"github.com/toolgate/toolgate/llm"
 	"github.com/toolgate/toolgate/llm/budget"
+	"github.com/toolgate/toolgate/llm/budget/budgettest"
 	"github.com/toolgate/toolgate/store"
 	"github.com/toolgate/toolgate/store/postgres"
 )
@@ -194,4 +195,40 @@ func TestLoad(t *testing.T) {
 		t.Logf("%d clients: direct %.0f req/s, gateway %.0f req/s (%.0f%%)", n, rps["direct"], rps["gateway"], 100*rps["gateway"]/rps["direct"])
 	}
 	_ = fmt.Sprint
+}
+
+// rtFunc is an in-memory provider: no network, so BenchmarkHandler measures the
+// handler's own work (parse, hygiene, limits, reservation, routing, spend log).
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func budgettestStore() *budgettest.Store { return budgettest.New() }
+
+func BenchmarkHandler(b *testing.B) {
+	st := budgettestStore()
+	m, _ := budget.New(budget.Config{Store: st})
+	sl, _ := budget.NewSpendLog(budget.SpendLogConfig{Store: st})
+	defer sl.Close(context.Background())
+	client := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(bytes.NewReader([]byte(benchAnswer))), Request: r}, nil
+	})}
+	srv, err := llm.New(llm.Config{Models: []llm.ModelConfig{model("gpt", "http://provider.invalid", nil)}, Budget: m, SpendLog: sl, HTTPClient: client})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &llm.Caller{KeyID: "k", Budgets: []store.BudgetRef{{Scope: store.BudgetKey, ID: "k"}},
+		Limits: []budget.Rule{{Scope: store.BudgetKey, ID: "k", RPM: 1 << 40}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(benchBody))
+		req = req.WithContext(llm.WithCaller(req.Context(), c))
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -57,10 +58,7 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 }
 
 func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
+	b := encodeBody(body)
 	h := make(http.Header, 4)
 	if d.APIKey != "" {
 		if d.Provider == "azure" {
@@ -87,16 +85,62 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body map[st
 	if err != nil {
 		return nil, &UpstreamError{Err: err}
 	}
-	var v struct {
-		Usage *Usage            `json:"usage"`
-		Data  []json.RawMessage `json:"data"`
-	}
-	_ = json.Unmarshal(out, &v)
-	r := &result{body: out, images: len(v.Data)}
-	if v.Usage != nil {
-		r.usage = *v.Usage
+	r := &result{body: out}
+	if kind == callImages {
+		var v struct {
+			Data []json.RawMessage `json:"data"`
+		}
+		_ = json.Unmarshal(out, &v)
+		r.images = len(v.Data)
+	} else {
+		r.usage = usageOf(out)
 	}
 	return r, nil
+}
+
+// usageOf finds the top-level "usage" object of an OpenAI answer without decoding the
+// whole answer: usage comes last in OpenAI's answers, so the last "usage" key is tried
+// first, and the full decode is the fallback.
+func usageOf(body []byte) Usage {
+	if i := bytes.LastIndex(body, []byte(`"usage"`)); i >= 0 {
+		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
+		if len(rest) > 0 && rest[0] == ':' {
+			var u Usage
+			if json.NewDecoder(bytes.NewReader(rest[1:])).Decode(&u) == nil {
+				return u
+			}
+		}
+	}
+	var v struct {
+		Usage *Usage `json:"usage"`
+	}
+	if json.Unmarshal(body, &v) == nil && v.Usage != nil {
+		return *v.Usage
+	}
+	return Usage{}
+}
+
+// encodeBody writes a request body from already-validated raw values, without the
+// re-validation and compaction json.Marshal would do.
+func encodeBody(body map[string]json.RawMessage) []byte {
+	n := 2
+	for k, v := range body {
+		n += len(k) + len(v) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	first := true
+	for k, v := range body {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		q, _ := json.Marshal(k)
+		b = append(b, q...)
+		b = append(b, ':')
+		b = append(b, v...)
+	}
+	return append(b, '}')
 }
 
 // openAIStream passes OpenAI chunks through unchanged, noting usage when a chunk carries it

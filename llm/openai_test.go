@@ -1,0 +1,43 @@
+package llm
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestUsageOf(t *testing.T) {
+	tests := []struct {
+		body string
+		want Usage
+	}{
+		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, Usage{3, 4, 7}},
+		{`{"usage" : {"prompt_tokens":3},"system_fingerprint":"x"}`, Usage{PromptTokens: 3}},
+		{`{"choices":[{"message":{"content":"say \"usage\": 5"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, Usage{1, 2, 3}},
+		{`{"usage":{"prompt_tokens":9},"choices":[{"message":{"content":"the \"usage\" key"}}]}`, Usage{PromptTokens: 9}},
+		{`{"usage":null}`, Usage{}},
+		{`{}`, Usage{}},
+	}
+	for _, tc := range tests {
+		if got := usageOf([]byte(tc.body)); got != tc.want {
+			t.Errorf("usageOf(%s) = %+v, want %+v", tc.body, got, tc.want)
+		}
+	}
+}
+
+func TestEncodeBody(t *testing.T) {
+	in := `{"model":"m","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"max_tokens":5,"we\"ird":true}`
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(in), &m); err != nil {
+		t.Fatal(err)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(encodeBody(m), &got); err != nil {
+		t.Fatalf("encodeBody made invalid JSON: %v", err)
+	}
+	_ = json.Unmarshal([]byte(in), &want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
