@@ -33,7 +33,9 @@ func fakeBackend() backend {
 	s := budgettest.New()
 	return backend{name: "memory", st: s, spend: s,
 		setLimit: func(_ testing.TB, ref store.BudgetRef, max float64) { s.SetLimit(ref, &max, nil, "", nil) },
-		upsert:   func(_ testing.TB, b *store.Budget) { s.SetLimit(b.BudgetRef, b.MaxBudget, b.SoftBudget, b.Duration, b.ResetAt) },
+		upsert: func(_ testing.TB, b *store.Budget) {
+			s.SetLimit(b.BudgetRef, b.MaxBudget, b.SoftBudget, b.Duration, b.ResetAt)
+		},
 		logs: func(t testing.TB) int {
 			l, err := s.SpendLogs(context.Background(), store.SpendFilter{Limit: 1 << 20})
 			if err != nil {
