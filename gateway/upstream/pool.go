@@ -447,7 +447,13 @@ func (p *Pool) upstreamMeta(m *mcp.Meta, cl *call) *mcp.Meta {
 	out := &mcp.Meta{}
 	if len(m.AdditionalFields) > 0 {
 		out.AdditionalFields = maps.Clone(m.AdditionalFields)
-		delete(out.AdditionalFields, "progressToken")
+		// Keys that describe the downstream hop (its protocol version,
+		// identity, capabilities) are not the gateway's to repeat; the
+		// upstream client states its own. A requested log level is kept.
+		for _, k := range []string{"progressToken", mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo,
+			mcp.MetaKeyClientCapabilities, mcp.MetaKeyServerInfo, mcp.MetaKeySubscriptionID} {
+			delete(out.AdditionalFields, k)
+		}
 	}
 	// Nobody to tell: no token, so the upstream sends no progress.
 	if m.ProgressToken != nil && cl.obs != nil && cl.obs.OnNotification != nil {
