@@ -122,11 +122,14 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// buildHTTP builds the transports. No event store: mcp-go's in-memory store
+// keeps every streamed response of a session until the session ends, which
+// for a gateway (large tools/list responses, clients that never DELETE) is
+// unbounded memory; the price is no Last-Event-ID resumption.
 func (f *Federation) buildHTTP(idle time.Duration) {
 	f.http = server.NewStreamableHTTPServer(f.mcp,
 		server.WithSessionIdManagerResolver(f.sessions),
 		server.WithSessionIdleTTL(idle),
-		server.WithEventStore(server.NewInMemoryEventStore()),
 		server.WithStreamableHTTPLogger(f.log),
 	)
 	f.sse = server.NewSSEServer(f.mcp,
