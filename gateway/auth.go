@@ -56,6 +56,7 @@ var builtinRules = []routeRule{
 	{"/health/readiness", false, classPublic},
 	{"/health/readiness/details", false, classUser},
 	{"/.well-known", true, classPublic},
+	{"/openapi.json", false, classPublic},
 	{"/mcp", true, classMCP},
 	{"/mcp-rest", true, classUser},
 	{"/v1/mcp/tools", false, classUser},

@@ -408,6 +408,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /health/readiness", s.readiness)
 	mux.HandleFunc("GET /health/readiness/details", s.handle(s.readinessDetails))
 	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("GET /openapi.json", s.openAPIDoc)
 
 	mux.HandleFunc("POST /v1/mcp/server", s.handle(s.createServer))
 	mux.HandleFunc("GET /v1/mcp/server", s.handle(s.listServers))
