@@ -753,3 +753,27 @@ func TestIdleCredentialClientsClosed(t *testing.T) {
 		t.Fatalf("call after sweep: %v", err)
 	}
 }
+
+func TestUpstreamMeta(t *testing.T) {
+	p := New(Config{})
+	defer p.Close()
+	in := &mcp.Meta{ProgressToken: 7, AdditionalFields: map[string]any{
+		"progressToken": 7, "trace": "abc", mcp.MetaKeyProtocolVersion: "2026-07-28",
+		mcp.MetaKeyClientInfo: "downstream", mcp.MetaKeyLogLevel: "info",
+	}}
+	withObs := &call{obs: &Observer{OnNotification: func(mcp.JSONRPCNotification) {}}}
+	out := p.upstreamMeta(in, withObs)
+	if withObs.token != 7 || withObs.upTok == "" || out.ProgressToken != withObs.upTok {
+		t.Errorf("token: got call %+v meta %v", withObs, out.ProgressToken)
+	}
+	if diff := cmp.Diff(map[string]any{"trace": "abc", mcp.MetaKeyLogLevel: "info"}, out.AdditionalFields); diff != "" {
+		t.Errorf("fields (-want +got):\n%s", diff)
+	}
+	noObs := &call{}
+	if out := p.upstreamMeta(in, noObs); out.ProgressToken != nil || noObs.upTok != "" {
+		t.Errorf("without an observer a token was sent: %v", out.ProgressToken)
+	}
+	if in.AdditionalFields["trace"] != "abc" || len(in.AdditionalFields) != 5 {
+		t.Errorf("caller's meta modified: %v", in.AdditionalFields)
+	}
+}
