@@ -30,6 +30,11 @@ type OAuthConfig struct {
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 
+	// IdP, if set, delegates the login step to an OpenID Connect provider instead of the
+	// key form. Its user (user_id_jwt_field, default sub) must exist as a toolgate user;
+	// tokens then carry that user's permissions. Its Subject field is set by the gateway.
+	IdP *oauth.IdPConfig `yaml:"idp"`
+
 	// JWT is the jwt_auth section: issuer-scoped and global key sets. If it has no issuer
 	// and no jwks_url, JWTs are not accepted.
 	JWT oauth.JWTConfig `yaml:"jwt_auth"`

@@ -68,7 +68,14 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 	if !cfg.AuthorizationServer {
 		return nil
 	}
+	var idp *oauth.IdPConfig
+	if cfg.IdP != nil {
+		c := *cfg.IdP
+		c.Subject = s.idpSubject
+		idp = &c
+	}
 	as, err := oauth.NewServer(oauth.ServerConfig{
+		IdP:                     idp,
 		Resource:                res,
 		Store:                   s.store,
 		Keys:                    oauthKeys{s},
@@ -144,6 +151,21 @@ func (s *Server) subjectPrincipal(ctx context.Context, subject string) (*Princip
 		}
 		return &Principal{Kind: KindMaster, Admin: true, Subject: "master_key"}, nil
 	}
+	if uid, ok := strings.CutPrefix(subject, "user:"); ok {
+		u, err := s.store.User(ctx, uid)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", uid, err)
+		}
+		p := &Principal{Kind: KindOAuth, User: u, Admin: u.Role == store.RoleProxyAdmin, Subject: subject}
+		if u.OrgID != "" {
+			o, err := s.store.Org(ctx, u.OrgID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			p.Org = o
+		}
+		return p, nil
+	}
 	id, ok := strings.CutPrefix(subject, "key:")
 	if !ok {
 		return nil, fmt.Errorf("unknown subject kind %q", subject)
@@ -153,6 +175,19 @@ func (s *Server) subjectPrincipal(ctx context.Context, subject string) (*Princip
 		return nil, fmt.Errorf("key %s: %w", id, err)
 	}
 	return s.keyPrincipal(ctx, k.TokenHash)
+}
+
+// idpSubject maps a user signed in at the configured identity provider onto an existing
+// toolgate user.
+func (s *Server) idpSubject(ctx context.Context, p *oauth.Principal) (string, error) {
+	if p.UserID == "" {
+		return "", errors.New("the ID token names no user")
+	}
+	u, err := s.store.User(ctx, p.UserID)
+	if err != nil {
+		return "", fmt.Errorf("user %q: %w", p.UserID, err)
+	}
+	return "user:" + u.ID, nil
 }
 
 // oauthAuthenticator admits access tokens issued by the gateway's authorization server.

@@ -164,3 +164,25 @@ func TestJWTAdmission(t *testing.T) {
 		})
 	}
 }
+
+func TestIdPSubjects(t *testing.T) {
+	g := newOAuthGateway(t, OAuthConfig{AuthorizationServer: true})
+	ctx := context.Background()
+	if err := g.db.CreateUser(ctx, &store.User{ID: "ann", Role: store.RoleProxyAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := g.s.idpSubject(ctx, &oauth.Principal{UserID: "ann"})
+	if err != nil || sub != "user:ann" {
+		t.Fatalf("idpSubject: %q %v", sub, err)
+	}
+	if _, err := g.s.idpSubject(ctx, &oauth.Principal{UserID: "mallory"}); err == nil {
+		t.Errorf("unknown user was mapped")
+	}
+	p, err := g.s.subjectPrincipal(ctx, sub)
+	if err != nil || p.User == nil || p.User.ID != "ann" || !p.Admin || p.Kind != KindOAuth {
+		t.Errorf("subjectPrincipal: %+v %v", p, err)
+	}
+	if _, err := g.s.subjectPrincipal(ctx, "user:gone"); err == nil {
+		t.Errorf("deleted user still resolves")
+	}
+}
