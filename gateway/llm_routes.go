@@ -194,7 +194,7 @@ func callerFor(p *Principal) *llm.Caller {
 		c.UserID, c.TeamID, c.OrgID = k.UserID, k.TeamID, k.OrgID
 		c.Models = k.Models
 		c.AllowClientSideCredentials = k.AllowClientSideCredentials
-		c.Tags = k.Tags
+		c.Tags = append(append([]string(nil), k.Tags...), metadataTags(k.Metadata)...)
 		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID})
 		addRule(store.BudgetKey, k.ID, k.Limits)
 	}
@@ -216,6 +216,7 @@ func callerFor(p *Principal) *llm.Caller {
 			c.OrgID = t.OrgID
 		}
 		c.TeamModels = t.Models
+		c.Tags = append(c.Tags, metadataTags(t.Metadata)...)
 		addRule(store.BudgetTeam, t.ID, t.Limits)
 	}
 	if o := p.Org; o != nil && c.OrgID == "" {
@@ -235,6 +236,23 @@ func callerFor(p *Principal) *llm.Caller {
 	}
 	c.Limits = rules
 	return c
+}
+
+// metadataTags returns metadata["tags"] when it is a list of strings (LiteLLM keeps key
+// and team tags there).
+func metadataTags(md map[string]any) []string {
+	var out []string
+	switch v := md["tags"].(type) {
+	case []string:
+		out = append(out, v...)
+	case []any:
+		for _, t := range v {
+			if s, ok := t.(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // toolBudget charges MCP tool calls to the caller's budgets at the server's

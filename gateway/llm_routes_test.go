@@ -138,7 +138,7 @@ func TestCallerFor(t *testing.T) {
 	p := &Principal{Kind: KindKey, Key: &store.Key{ID: "k", TokenHash: "h", KeyAlias: "a", UserID: "u", TeamID: "t",
 		Models: []string{"gpt"}, Tags: []string{"x"}, Limits: store.Limits{RPMLimit: &rpm}},
 		User: &store.User{ID: "u", Limits: store.Limits{MaxParallelRequests: &par}},
-		Team: &store.Team{ID: "t", OrgID: "o", Models: []string{"gpt", "claude"}}}
+		Team: &store.Team{ID: "t", OrgID: "o", Models: []string{"gpt", "claude"}, Metadata: map[string]any{"tags": []any{"team-tag"}}}}
 	c := callerFor(p)
 	want := []store.BudgetRef{{Scope: store.BudgetKey, ID: "k"}, {Scope: store.BudgetTeam, ID: "t"},
 		{Scope: store.BudgetTeamMember, ID: "t/u"}, {Scope: store.BudgetOrg, ID: "o"}}
@@ -148,7 +148,7 @@ func TestCallerFor(t *testing.T) {
 	if len(c.Limits) != 2 || c.Limits[0].RPM != 10 || c.Limits[1].MaxParallel != 2 {
 		t.Errorf("limits %+v", c.Limits)
 	}
-	if !c.MayUse("gpt") || c.MayUse("claude") || c.KeyHash != "h" || c.OrgID != "o" {
+	if !c.MayUse("gpt") || c.MayUse("claude") || c.KeyHash != "h" || c.OrgID != "o" || fmt.Sprint(c.Tags) != "[x team-tag]" {
 		t.Errorf("caller %+v", c)
 	}
 	solo := callerFor(&Principal{Kind: KindKey, Key: &store.Key{ID: "k2", UserID: "u2"}})

@@ -19,18 +19,21 @@ import (
 	"github.com/toolgate/toolgate/store"
 )
 
-// Sealer encrypts model credentials at rest (internal/seal.Box satisfies it).
+// Sealer encrypts model credentials at rest (internal/seal.Box satisfies it). It must be
+// safe for concurrent use; Open fails on data it did not seal.
 type Sealer interface {
 	Seal(plaintext []byte) ([]byte, error)
 	Open(sealed []byte) ([]byte, error)
 }
 
-// SpendWriter queues spend log rows (a *budget.SpendLog satisfies it).
+// SpendWriter queues spend log rows (a *budget.SpendLog satisfies it). Write must be safe
+// for concurrent use; it may block (back-pressure) and returns ctx.Err() if ctx ends first.
 type SpendWriter interface {
 	Write(ctx context.Context, l *store.SpendLog) error
 }
 
-// SpendReader reads spend log rows for /spend/logs (store.SpendStore satisfies it).
+// SpendReader reads spend log rows for /spend/logs (store.SpendStore satisfies it), newest
+// first. It must be safe for concurrent use; no match is an empty result, not an error.
 type SpendReader interface {
 	SpendLogs(ctx context.Context, f store.SpendFilter) ([]*store.SpendLog, error)
 }
