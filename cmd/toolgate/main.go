@@ -66,6 +66,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	m := NewMain(cfg)
 	m.Stderr = stderr
+	m.Logger = newLogger(stderr, cfg.LogLevel)
 	m.Getenv = getenv
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "toolgate: %v\n", err)

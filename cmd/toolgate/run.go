@@ -113,15 +113,22 @@ type Main struct {
 
 // NewMain returns a Main for cfg. It does no I/O.
 func NewMain(cfg Config) *Main {
-	level := slog.LevelInfo
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	return &Main{
 		Config: cfg,
-		Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger: newLogger(os.Stderr, cfg.LogLevel),
 		Stderr: os.Stderr,
 		Getenv: os.Getenv,
 		done:   make(chan error, 1),
 	}
+}
+
+// newLogger returns a JSON logger writing to w at level (debug, info, warn, error).
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // Run opens the store, starts the gateway and begins serving. It returns once the listener
