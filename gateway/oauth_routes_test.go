@@ -73,6 +73,10 @@ func TestOAuthDiscoveryAndChallenge(t *testing.T) {
 			t.Errorf("PRM %s: got %d %+v", path, r.status, md)
 		}
 	}
+	want := `Bearer error="insufficient_scope", scope="mcp admin", resource_metadata="` + g.url + `/.well-known/oauth-protected-resource/mcp", error_description="needs admin"`
+	if got := g.s.insufficientScope(httptest.NewRequest("POST", "/mcp", nil), []string{"mcp", "admin"}, "needs admin"); got != want {
+		t.Errorf("insufficientScope: got %s, want %s", got, want)
+	}
 	r := g.do(t, "GET", "/.well-known/oauth-authorization-server", nil)
 	if r.status != 200 || r.json(t)["issuer"] != g.url {
 		t.Errorf("AS metadata: got %d %s", r.status, r.body)

@@ -145,3 +145,15 @@ func credentialSource(r *http.Request) oauth.CredentialSource {
 	}
 	return oauth.CredentialNone
 }
+
+// insufficientScope returns the WWW-Authenticate value for a 403 on an MCP route when the
+// caller's token lacks scopes (SEP-835 step-up): error="insufficient_scope", the scopes
+// needed (pass the granted ones too) and the route's resource_metadata. It returns "" when
+// discovery is not configured.
+func (s *Server) insufficientScope(r *http.Request, scopes []string, description string) string {
+	st := s.oauthState()
+	if st == nil {
+		return ""
+	}
+	return st.res.InsufficientScope(r.URL.Path, scopes, description)
+}
