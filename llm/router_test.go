@@ -1,0 +1,67 @@
+package llm
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPickStrategies(t *testing.T) {
+	a, b, c := &Deployment{ID: "a"}, &Deployment{ID: "b"}, &Deployment{ID: "c"}
+	ds := []*Deployment{a, b, c}
+	now := time.Now()
+	clock := func() time.Time { return now }
+
+	lb, _ := newRouter(RouterSettings{RoutingStrategy: LeastBusy}, nil, clock)
+	a.inflight.Store(3)
+	b.inflight.Store(1)
+	c.inflight.Store(2)
+	if got := lb.pick(ds, nil); got != b {
+		t.Errorf("least-busy picked %s, want b", got.ID)
+	}
+	if got := lb.pick(ds, map[*Deployment]bool{b: true}); got != c {
+		t.Errorf("least-busy after trying b picked %s, want c", got.ID)
+	}
+
+	ll, _ := newRouter(RouterSettings{RoutingStrategy: "lowest-latency"}, nil, clock)
+	a.latency.Store(int64(30 * time.Millisecond))
+	b.latency.Store(int64(10 * time.Millisecond))
+	c.latency.Store(int64(20 * time.Millisecond))
+	if got := ll.pick(ds, nil); got != b {
+		t.Errorf("lowest-latency picked %s, want b", got.ID)
+	}
+	b.coolUntil.Store(now.Add(time.Second).UnixNano())
+	if got := ll.pick(ds, nil); got != c {
+		t.Errorf("lowest-latency with b cooling picked %s, want c", got.ID)
+	}
+	now = now.Add(2 * time.Second)
+	if got := ll.pick(ds, nil); got != b {
+		t.Errorf("after the cooldown picked %s, want b again", got.ID)
+	}
+	for _, d := range ds {
+		d.coolUntil.Store(now.Add(time.Minute).UnixNano())
+	}
+	if got := ll.pick(ds, nil); got != nil {
+		t.Errorf("all cooling: picked %s, want none", got.ID)
+	}
+
+	ss, _ := newRouter(RouterSettings{}, nil, clock)
+	now = now.Add(time.Hour)
+	a.Weight, b.Weight, c.Weight = 0.000001, 1, 0.000001
+	hits := map[string]int{}
+	for range 1000 {
+		hits[ss.pick(ds, nil).ID]++
+	}
+	if hits["b"] < 990 {
+		t.Errorf("weighted shuffle: %v", hits)
+	}
+}
+
+func TestEWMALatency(t *testing.T) {
+	r, _ := newRouter(RouterSettings{}, nil, time.Now)
+	d := &Deployment{}
+	r.success(d, 100*time.Millisecond)
+	r.success(d, 0)
+	if got := time.Duration(d.latency.Load()); got != 80*time.Millisecond {
+		t.Errorf("latency %v, want 80ms", got)
+	}
+}
