@@ -368,7 +368,8 @@ func (s *Server) SetConfigServers(ctx context.Context, servers []*store.MCPServe
 // Handler returns the HTTP handler for every route.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close closes MCP sessions and upstream connections. It does not close the Store.
+// Close closes MCP sessions and upstream connections, then flushes the LLM spend log. It
+// does not close the Store.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -382,7 +383,9 @@ func (s *Server) Close() error {
 		stop()
 	}
 	s.bg.Wait()
-	return errors.Join(s.fed.Close(), s.pool.Close())
+	// Sessions and upstreams first, so no tool call is in flight when the LLM side flushes
+	// the spend log.
+	return errors.Join(s.fed.Close(), s.pool.Close(), s.llmClose())
 }
 
 // isClosed reports whether Close was called.
