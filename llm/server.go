@@ -148,6 +148,10 @@ func New(cfg Config) (*Server, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if !d.Priced {
+			s.log.Warn("model has no price: calls to it cost nothing against budgets; set model_info.input_cost_per_token and output_cost_per_token",
+				"model_name", d.ModelName, "model", d.Provider+"/"+d.Model)
+		}
 		s.static = append(s.static, d)
 	}
 	if err := errors.Join(errs...); err != nil {
