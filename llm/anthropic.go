@@ -547,4 +547,6 @@ func (s *anthropicStream) usage() (Usage, bool) {
 	return ou, s.gotUsage
 }
 
+func (s *anthropicStream) pending() bool { return s.sse.buffered() }
+
 func (s *anthropicStream) close() error { return s.body.Close() }

@@ -194,7 +194,45 @@ func TestLoad(t *testing.T) {
 		}
 		t.Logf("%d clients: direct %.0f req/s, gateway %.0f req/s (%.0f%%)", n, rps["direct"], rps["gateway"], 100*rps["gateway"]/rps["direct"])
 	}
-	_ = fmt.Sprint
+	// Streaming: 10 chunks per answer, 16 clients.
+	sp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 10 {
+			fmt.Fprintf(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word%d \"},\"finish_reason\":null}]}\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	defer sp.Close()
+	hs := benchGateway(t, sp.URL)
+	streamBody := bytes.Replace(benchBody, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
+	stargets := map[string]string{"direct": sp.URL + "/chat/completions", "gateway": hs.http.URL + "/v1/chat/completions"}
+	srps := map[string]float64{}
+	for _, name := range []string{"direct", "gateway"} {
+		var count atomic.Int64
+		var wg sync.WaitGroup
+		stop := time.Now().Add(3 * time.Second)
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					resp, err := c.Post(stargets[name], "application/json", bytes.NewReader(streamBody))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					count.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		srps[name] = float64(count.Load()) / 3
+	}
+	t.Logf("streaming, 16 clients: direct %.0f streams/s, gateway %.0f streams/s (%.0f%%)", srps["direct"], srps["gateway"], 100*srps["gateway"]/srps["direct"])
 }
 
 // rtFunc is an in-memory provider: no network, so BenchmarkHandler measures the

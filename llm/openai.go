@@ -153,19 +153,8 @@ type openAIStream struct {
 	contentSz int
 }
 
+// openAIChunk is the part of a chunk read for usage.
 type openAIChunk struct {
-	Choices []struct {
-		Delta struct {
-			Content   string `json:"content"`
-			Reasoning string `json:"reasoning_content"`
-			ToolCalls []struct {
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-	} `json:"choices"`
 	Usage *Usage `json:"usage"`
 }
 
@@ -177,19 +166,49 @@ func (s *openAIStream) next() ([]byte, error) {
 	if string(data) == "[DONE]" {
 		return nil, io.EOF
 	}
-	var c openAIChunk
-	if json.Unmarshal(data, &c) == nil {
-		if c.Usage != nil && (c.Usage.PromptTokens > 0 || c.Usage.CompletionTokens > 0) {
+	if bytes.Contains(data, []byte(`"usage":{`)) || bytes.Contains(data, []byte(`"usage": {`)) {
+		var c openAIChunk
+		if json.Unmarshal(data, &c) == nil && c.Usage != nil && (c.Usage.PromptTokens > 0 || c.Usage.CompletionTokens > 0) {
 			s.got, s.hasUsage = *c.Usage, true
 		}
-		for _, ch := range c.Choices {
-			s.contentSz += len(ch.Delta.Content) + len(ch.Delta.Reasoning)
-			for _, tc := range ch.Delta.ToolCalls {
-				s.contentSz += len(tc.Function.Name) + len(tc.Function.Arguments)
+	}
+	s.contentSz += contentBytes(data)
+	return data, nil
+}
+
+// contentKeys are the chunk fields whose string values are generated text.
+var contentKeys = [][]byte{[]byte(`"content":`), []byte(`"reasoning_content":`), []byte(`"arguments":`), []byte(`"name":`)}
+
+// contentBytes sums the lengths of the generated-text string values in a chunk, without
+// decoding it: the fallback estimate needs only their size.
+func contentBytes(data []byte) int {
+	n := 0
+	for _, k := range contentKeys {
+		rest := data
+		for {
+			i := bytes.Index(rest, k)
+			if i < 0 {
+				break
 			}
+			rest = bytes.TrimLeft(rest[i+len(k):], " ")
+			if len(rest) == 0 || rest[0] != '"' {
+				continue
+			}
+			j := 1
+			for j < len(rest) && rest[j] != '"' {
+				if rest[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			n += j - 1
+			if j >= len(rest) {
+				break
+			}
+			rest = rest[j+1:]
 		}
 	}
-	return data, nil
+	return n
 }
 
 func (s *openAIStream) usage() (Usage, bool) {
@@ -198,5 +217,7 @@ func (s *openAIStream) usage() (Usage, bool) {
 	}
 	return Usage{CompletionTokens: estimateTokens(s.contentSz)}, false
 }
+
+func (s *openAIStream) pending() bool { return s.sse.buffered() }
 
 func (s *openAIStream) close() error { return s.body.Close() }

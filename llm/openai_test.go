@@ -41,3 +41,22 @@ func TestEncodeBody(t *testing.T) {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
+
+func TestContentBytes(t *testing.T) {
+	tests := []struct {
+		chunk string
+		want  int
+	}{
+		{`{"choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":null}]}`, 5},
+		{`{"choices":[{"delta":{"content":"a\"b"}}]}`, 4},
+		{`{"choices":[{"delta":{"content":null,"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"x\":1}"}}]}}]}`, 1 + 9},
+		{`{"choices":[{"delta":{"reasoning_content":"hmm", "content": "ok"}}]}`, 5},
+		{`{"choices":[],"usage":{"prompt_tokens":1}}`, 0},
+		{`{"choices":[{"delta":{"content":"unterminated`, 12},
+	}
+	for _, tc := range tests {
+		if got := contentBytes([]byte(tc.chunk)); got != tc.want {
+			t.Errorf("contentBytes(%s) = %d, want %d", tc.chunk, got, tc.want)
+		}
+	}
+}

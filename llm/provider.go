@@ -52,6 +52,9 @@ type chunkStream interface {
 	// usage returns the usage reported by the provider, if it reported any, and otherwise
 	// an estimate from the content streamed so far (reported false).
 	usage() (Usage, bool)
+	// pending reports whether more of the stream is already buffered, so the caller may
+	// write the next chunk before flushing.
+	pending() bool
 	close() error
 }
 
@@ -187,6 +190,9 @@ func (s *sseReader) event() (typ string, data []byte, err error) {
 		}
 	}
 }
+
+// buffered reports whether unread bytes are buffered.
+func (s *sseReader) buffered() bool { return s.r.Buffered() > 0 }
 
 // estimateTokens is a rough token count of text: one token per four bytes, at least one
 // for non-empty text.

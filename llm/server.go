@@ -591,6 +591,9 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 		if _, err := w.Write(buf); err != nil {
 			return "failure"
 		}
+		if st.pending() {
+			continue // the next chunk is already here: flush once after it
+		}
 		if err := rc.Flush(); err != nil {
 			return "failure"
 		}
