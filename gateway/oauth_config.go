@@ -39,6 +39,12 @@ type OAuthConfig struct {
 	// and no jwks_url, JWTs are not accepted.
 	JWT oauth.JWTConfig `yaml:"jwt_auth"`
 
+	// JWTKeyClaim names a claim whose value is a virtual key's alias: a JWT carrying it is
+	// admitted as that key, with the key's permissions and budgets (LiteLLM's
+	// virtual_key_claim_field). A value naming no key falls back to the user/team mapping.
+	// If empty, JWTs are never mapped to keys.
+	JWTKeyClaim string `yaml:"virtual_key_claim_field"`
+
 	// Fetch governs outbound fetches (JWKS, client metadata documents): set AllowLoopback
 	// only for development and tests.
 	Fetch oauth.FetchConfig `yaml:"fetch"`

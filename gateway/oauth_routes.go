@@ -26,6 +26,9 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 // mountOAuth does the work of oauthRoutes for an explicit configuration.
 func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 	client := oauth.NewHTTPClient(cfg.Fetch)
+	if cfg.JWTKeyClaim != "" && oauth.InternalClaim(cfg.JWTKeyClaim) {
+		return fmt.Errorf("virtual_key_claim_field: claim %q is reserved for the gateway", cfg.JWTKeyClaim)
+	}
 	if cfg.JWT.Enabled() {
 		jc := cfg.JWT
 		if jc.HTTPClient == nil {
@@ -35,7 +38,7 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 		if err != nil {
 			return fmt.Errorf("jwt_auth: %w", err)
 		}
-		s.addTokenAuthenticator(s.jwtAuthenticator(v))
+		s.addTokenAuthenticator(s.jwtAuthenticator(v, cfg.JWTKeyClaim))
 	}
 	if cfg.PublicURL == "" {
 		return nil
@@ -222,7 +225,7 @@ func (s *Server) oauthAuthenticator(as *oauth.Server) TokenAuthenticator {
 
 // jwtAuthenticator admits JWTs from the configured issuers and maps their claims onto
 // users, teams and orgs that exist in the store.
-func (s *Server) jwtAuthenticator(v *oauth.JWTValidator) TokenAuthenticator {
+func (s *Server) jwtAuthenticator(v *oauth.JWTValidator, keyClaim string) TokenAuthenticator {
 	return func(ctx context.Context, token string) (*Principal, error) {
 		if !oauth.LooksLikeJWT(token) {
 			return nil, nil
@@ -230,6 +233,22 @@ func (s *Server) jwtAuthenticator(v *oauth.JWTValidator) TokenAuthenticator {
 		jp, err := v.Validate(ctx, token)
 		if err != nil {
 			return nil, oauthError(err)
+		}
+		if alias, _ := jp.Claims[keyClaim].(string); keyClaim != "" && alias != "" {
+			k, err := s.store.KeyByAlias(ctx, alias)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			if k != nil {
+				kp, err := s.keyPrincipal(ctx, k.TokenHash)
+				if err != nil {
+					return nil, err
+				}
+				p := *kp
+				p.Kind = KindJWT
+				p.Scopes = jp.Scopes
+				return &p, nil
+			}
 		}
 		p := &Principal{Kind: KindJWT, Scopes: jp.Scopes, Subject: "jwt:" + jp.Issuer + "#" + jp.Subject}
 		if jp.UserID != "" {

@@ -140,13 +140,24 @@ func TestJWTAdmission(t *testing.T) {
 	is := oauthtest.NewIssuer(t)
 	g := newOAuthGateway(t, OAuthConfig{JWT: oauth.JWTConfig{Issuers: []oauth.IssuerConfig{{
 		Issuer: is.URL, JWKSURL: is.JWKSURL(), Audience: "toolgate",
-		ClaimMapping: oauth.ClaimMapping{TeamIDs: "groups"}}}}})
+		ClaimMapping: oauth.ClaimMapping{TeamIDs: "groups"}}}}, JWTKeyClaim: "key_alias"})
 	if err := g.db.CreateUser(context.Background(), &store.User{ID: "u-1"}); err != nil {
 		t.Fatal(err)
 	}
 	good := is.Claims("u-1", "toolgate")
 	if r := g.do(t, "GET", "/v1/mcp/tools", nil, "Authorization", "Bearer "+is.Sign(t, good)); r.status != 200 {
 		t.Errorf("valid JWT: got %d %s", r.status, r.body)
+	}
+	// A JWT naming a key by alias is admitted as that key: a blocked key refuses it.
+	g.addKey(t, "sk-bot-0001", func(k *store.Key) { k.KeyAlias = "ci-bot"; k.Blocked = true })
+	mapped := is.Claims("u-1", "toolgate")
+	mapped["key_alias"] = "ci-bot"
+	if r := g.do(t, "GET", "/v1/mcp/tools", nil, "Authorization", "Bearer "+is.Sign(t, mapped)); r.status != 403 || r.errorField(t, "type") != "blocked_key" {
+		t.Errorf("JWT mapped to a blocked key: got %d %s, want 403 blocked_key", r.status, r.body)
+	}
+	mapped["key_alias"] = "no-such-key"
+	if r := g.do(t, "GET", "/v1/mcp/tools", nil, "Authorization", "Bearer "+is.Sign(t, mapped)); r.status != 200 {
+		t.Errorf("JWT naming no key falls back to the user mapping: got %d %s", r.status, r.body)
 	}
 	cases := []struct {
 		name    string

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -59,6 +60,16 @@ type Store interface {
 	CreateOAuthState(ctx context.Context, s *store.OAuthState) error
 	ConsumeOAuthState(ctx context.Context, id, kind string) (*store.OAuthState, error)
 }
+
+// Sweeper is an optional interface of a Store: when implemented, the server deletes
+// expired codes, states and tokens at most once per SweepInterval, on a request that
+// creates new ones.
+type Sweeper interface {
+	DeleteExpiredOAuth(ctx context.Context, before time.Time) (int64, error)
+}
+
+// SweepInterval is the least time between two sweeps of expired records.
+const SweepInterval = 10 * time.Minute
 
 // ErrInvalidKey is returned by a KeyVerifier for a key it does not accept.
 var ErrInvalidKey = errors.New("invalid key")
@@ -130,6 +141,9 @@ type Server struct {
 	secure bool // https issuer: __Host- cookies
 	cimd   *expirable.LRU[string, *store.OAuthClient]
 	idp    *idp // nil unless ServerConfig.IdP
+
+	sweepMu   sync.Mutex
+	lastSweep time.Time
 }
 
 // NewServer validates cfg and returns a Server. It does no I/O.
@@ -359,6 +373,28 @@ func (s *Server) checkSubject(ctx context.Context, subject string) error {
 		return sc.CheckSubject(ctx, subject)
 	}
 	return nil
+}
+
+// maybeSweep deletes expired records if the store can and the last sweep is old enough.
+func (s *Server) maybeSweep(ctx context.Context) {
+	sw, ok := s.st.(Sweeper)
+	if !ok {
+		return
+	}
+	now := s.now()
+	s.sweepMu.Lock()
+	if now.Sub(s.lastSweep) < SweepInterval {
+		s.sweepMu.Unlock()
+		return
+	}
+	s.lastSweep = now
+	s.sweepMu.Unlock()
+	// Keep expired tokens for a day so a late refresh replay is still recognized.
+	if n, err := sw.DeleteExpiredOAuth(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.WarnContext(ctx, "oauth: sweep expired records", "err", err)
+	} else if n > 0 {
+		s.log.DebugContext(ctx, "oauth: swept expired records", "n", n)
+	}
 }
 
 // randomToken returns prefix + 256 random bits, base64url.

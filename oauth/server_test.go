@@ -597,3 +597,21 @@ func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
 }
+
+func TestSweepExpired(t *testing.T) {
+	f := newASFixture(t, nil)
+	id := f.publicClient(redirect)
+	verifier, challenge := oauthtest.PKCE()
+	exchange := func() map[string]any {
+		_, tok := f.token(url.Values{"grant_type": {"authorization_code"}, "code": {f.code(id, redirect, challenge)},
+			"client_id": {id}, "redirect_uri": {redirect}, "code_verifier": {verifier}})
+		return tok
+	}
+	old := exchange()
+	// Past the refresh lifetime plus a day, the next issuance sweeps the old tokens away.
+	f.advance(oauth.DefaultRefreshTokenTTL + 25*time.Hour)
+	exchange()
+	if _, err := f.srv.Introspect(context.Background(), old["access_token"].(string)); !errors.Is(err, oauth.ErrRevoked) {
+		t.Errorf("swept token: got %v, want ErrRevoked (gone)", err)
+	}
+}

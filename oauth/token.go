@@ -222,6 +222,7 @@ func (s *Server) clientCredentials(ctx context.Context, client *store.OAuthClien
 }
 
 func (s *Server) issueTokens(ctx context.Context, clientID, subject, scope, resource, family string, withRefresh bool) (*tokenResponse, error) {
+	s.maybeSweep(ctx)
 	now := s.now()
 	at := randomToken(AccessTokenPrefix)
 	if err := s.st.CreateOAuthToken(ctx, &store.OAuthToken{TokenHash: hashSecret(at), Kind: store.TokenAccess,
