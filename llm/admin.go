@@ -47,7 +47,7 @@ func (s *Server) admin(r *http.Request) error {
 		return &requestError{status: http.StatusForbidden, msg: "only proxy admins may manage models"}
 	}
 	if s.cfg.ModelStore == nil {
-		return &requestError{status: http.StatusNotFound, msg: "model management needs a database"}
+		return &requestError{status: http.StatusNotFound, msg: "model management is off: it needs TOOLGATE_SALT_KEY (or a configured master key) to seal model credentials"}
 	}
 	return nil
 }
