@@ -30,15 +30,15 @@ var ErrFetchBlocked = errors.New("outbound fetch blocked")
 type FetchConfig struct {
 	// AllowLoopback permits loopback addresses, and plain http to them. A development and
 	// test setting. If false, loopback is refused and only https is fetched.
-	AllowLoopback bool
+	AllowLoopback bool `yaml:"allow_loopback"`
 	// AllowPrivate permits private (RFC 1918, RFC 4193, CGNAT) addresses, e.g. an IdP on the
 	// internal network. Link-local and cloud metadata addresses are refused regardless.
-	AllowPrivate bool
+	AllowPrivate bool `yaml:"allow_private"`
 	// Timeout bounds one fetch, redirects included. If zero, DefaultFetchTimeout.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// MaxBytes bounds a response body; longer bodies fail to read. If zero,
 	// DefaultFetchMaxBytes.
-	MaxBytes int64
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // metadataAddrs are cloud metadata endpoints outside the link-local range.
