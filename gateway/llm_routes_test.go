@@ -68,7 +68,7 @@ func TestLLMEndToEnd(t *testing.T) {
 	if got := callText(t, c, "paid-echo", "hi"); got != "paid/echo: hi" {
 		t.Fatalf("tool call: %q", got)
 	}
-	// spend 0.55; another chat reserves 0.48 (8 prompt tokens estimated, 20 output) and spends 0.30: 0.85; a third does not fit.
+	// spend 0.55; another chat reserves 0.51 (11 prompt tokens estimated, 20 output) and spends 0.30: 0.85; a third does not fit.
 	if r := g.do(t, "POST", "/chat/completions", chat, auth...); r.status != 200 {
 		t.Fatalf("second chat: %d %s", r.status, r.body)
 	}

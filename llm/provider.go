@@ -194,6 +194,16 @@ func (s *sseReader) event() (typ string, data []byte, err error) {
 // buffered reports whether unread bytes are buffered.
 func (s *sseReader) buffered() bool { return s.r.Buffered() > 0 }
 
+// promptTokens is the prompt-token estimate used for reservations: one token per three
+// bytes of the request's messages (JSON included), on the high side of real tokenizers
+// for English and close for CJK text, so that a reservation rarely falls short.
+func promptTokens(n int) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return int64((n + 2) / 3)
+}
+
 // estimateTokens is a rough token count of text: one token per four bytes, at least one
 // for non-empty text.
 func estimateTokens(n int) int64 {

@@ -321,7 +321,7 @@ func parseCall(body map[string]json.RawMessage, kind string, header http.Header)
 		if len(body["messages"]) == 0 {
 			return nil, badRequest("messages", "messages is required")
 		}
-		ci.prompt = estimateTokens(len(body["messages"])) + estimateTokens(len(body["tools"]))
+		ci.prompt = promptTokens(len(body["messages"])) + promptTokens(len(body["tools"]))
 		for _, k := range []string{"max_completion_tokens", "max_tokens"} {
 			var n int64
 			if json.Unmarshal(body[k], &n) == nil && n > 0 {
@@ -330,10 +330,10 @@ func parseCall(body map[string]json.RawMessage, kind string, header http.Header)
 			}
 		}
 	} else if kind == callEmbeddings {
-		ci.prompt = estimateTokens(len(body["input"]))
+		ci.prompt = promptTokens(len(body["input"]))
 	}
 	ci.n = 1
-	if kind == callImages {
+	if kind == callImages || kind == callChat {
 		if v := body["n"]; len(v) > 0 {
 			if err := json.Unmarshal(v, &ci.n); err != nil || ci.n < 1 || ci.n > 128 {
 				return nil, badRequest("n", "n must be an integer from 1 to 128")
@@ -383,7 +383,8 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 		case kind == callEmbeddings:
 			e = d.Price.TokenCost(ci.prompt, 0)
 		default:
-			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens)
+			// n choices each produce up to the allowance.
+			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(d.Price.OutputAllowance(ci.maxTokens))*d.Price.OutputCostPerToken
 		}
 		best = max(best, e)
 	}

@@ -811,3 +811,21 @@ func TestNoCaller(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestReservationCoversEveryChoice(t *testing.T) {
+	up := newFakeOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	max := 30.0
+	h.st.SetLimit(store.BudgetRef{Scope: store.BudgetKey, ID: "key1"}, &max, nil, "", nil)
+	// One choice: about 11 prompt tokens x 0.5 + 100 x 0.125 = 18 fits; three choices
+	// reserve 100 output tokens each and do not.
+	if resp, body := h.post("/v1/chat/completions", chat("gpt", "n", 3)); resp.StatusCode != 400 {
+		t.Fatalf("n=3: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 {
+		t.Fatalf("n=1: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := h.post("/v1/chat/completions", chat("gpt", "n", 0)); resp.StatusCode != 400 {
+		t.Fatalf("n=0: %d %s", resp.StatusCode, body)
+	}
+}
