@@ -244,3 +244,25 @@ func TestReplicaPicksUpRegistration(t *testing.T) {
 		t.Errorf("tools on replica b (-want +got):\n%s", diff)
 	}
 }
+
+// TestRequestIDReachesUpstream: the caller's x-request-id is sent on to the upstream.
+func TestRequestIDReachesUpstream(t *testing.T) {
+	s := server.NewMCPServer("rid", "1")
+	s.AddTool(mcp.NewTool("whoami"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("request id " + req.Header.Get("X-Request-Id")), nil
+	})
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(ts.Close)
+	g := newTestGateway(t, func(c *Config) {
+		c.MCPServers = []*store.MCPServer{{Name: "rid", URL: ts.URL + "/mcp"}}
+	})
+	var r response
+	waitFor(t, "the call to go through", func() bool {
+		r = g.do(t, "POST", "/mcp-rest/tools/call", `{"name":"rid-whoami"}`,
+			"Authorization", "Bearer "+testMasterKey, "X-Request-Id", "rid-12345")
+		return r.status == 200
+	})
+	if !strings.Contains(string(r.body), "request id rid-12345") {
+		t.Errorf("upstream did not see the request id: %s", r.body)
+	}
+}
