@@ -230,3 +230,29 @@ func TestCredentialsNeedASealKey(t *testing.T) {
 		t.Errorf("got %d %s, want 400 naming credentials and TOOLGATE_SALT_KEY", r.status, r.body)
 	}
 }
+
+// TestRegistrySurvivesRestart: a new Server on the same database serves what was
+// registered, credentials included.
+func TestRegistrySurvivesRestart(t *testing.T) {
+	g := newTestGateway(t, func(c *Config) { c.SaltKey = "restart-salt" })
+	r := g.admin(t, "POST", "/v1/mcp/server", `{"server_name":"kept","url":"http://127.0.0.1:1/mcp","auth_type":"api_key","credentials":{"auth_value":"k-123"}}`)
+	if r.status != 201 {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	s2, err := New(Config{Store: g.db, MasterKey: testMasterKey, SaltKey: "restart-salt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	srv := s2.reg.Load().byName["kept"]
+	if srv == nil {
+		t.Fatal("server lost across the restart")
+	}
+	spec, err := s2.spec(srv)
+	if err != nil || spec.AuthHeaders["X-API-Key"] != "k-123" {
+		t.Errorf("credentials after restart: %v %v", spec.AuthHeaders, err)
+	}
+}
