@@ -506,6 +506,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	d := at.d
 	w.Header().Set("x-litellm-call-id", reqID)
 	w.Header().Set("x-litellm-model-id", d.ID)
+	adm.SetHeaders(w.Header())
 
 	var u Usage
 	status := "success"

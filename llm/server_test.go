@@ -556,9 +556,13 @@ func TestRateLimits(t *testing.T) {
 	up := newFakeOpenAI(t)
 	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
 	h.caller.Limits = []budget.Rule{{Scope: store.BudgetKey, ID: "key1", RPM: 2}}
-	for range 2 {
-		if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 {
+	for i := range 2 {
+		resp, body := h.post("/v1/chat/completions", chat("gpt"))
+		if resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if resp.Header.Get("x-ratelimit-limit-requests") != "2" || resp.Header.Get("x-ratelimit-remaining-requests") != fmt.Sprint(1-i) {
+			t.Errorf("success headers %v", resp.Header)
 		}
 	}
 	resp, body := h.post("/v1/chat/completions", chat("gpt"))

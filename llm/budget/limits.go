@@ -102,6 +102,40 @@ type Limiter interface {
 type Admission struct {
 	once sync.Once
 	done func(tokens int64)
+
+	// Headroom of the tightest rpm and tpm rules after this request, for the
+	// x-ratelimit-* headers of a successful answer. Zero limits mean "no such rule".
+	LimitRequests, RemainingRequests int64
+	LimitTokens, RemainingTokens     int64
+}
+
+// note records the headroom of one rule given its counts after this request.
+func (a *Admission) note(r Rule, requests, tokens int64) {
+	if r.RPM > 0 {
+		if rem := max(r.RPM-requests, 0); a.LimitRequests == 0 || rem < a.RemainingRequests {
+			a.LimitRequests, a.RemainingRequests = r.RPM, rem
+		}
+	}
+	if r.TPM > 0 {
+		if rem := max(r.TPM-tokens, 0); a.LimitTokens == 0 || rem < a.RemainingTokens {
+			a.LimitTokens, a.RemainingTokens = r.TPM, rem
+		}
+	}
+}
+
+// SetHeaders sets the x-ratelimit-* headers of a successful answer on h.
+func (a *Admission) SetHeaders(h http.Header) {
+	if a == nil {
+		return
+	}
+	if a.LimitRequests > 0 {
+		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(a.LimitRequests, 10))
+		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(a.RemainingRequests, 10))
+	}
+	if a.LimitTokens > 0 {
+		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(a.LimitTokens, 10))
+		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(a.RemainingTokens, 10))
+	}
 }
 
 // Done finishes the admission, charging tokens to the rules' tpm windows.
@@ -179,14 +213,16 @@ func (l *MemoryLimiter) Admit(ctx context.Context, rules []Rule) (*Admission, er
 		cs = append(cs, c)
 		active = append(active, r)
 	}
-	for _, c := range cs {
+	a := &Admission{}
+	for i, c := range cs {
 		c.requests++
 		c.inflight++
+		a.note(active[i], c.requests, c.tokens)
 	}
 	if len(cs) == 0 {
-		return &Admission{}, nil
+		return a, nil
 	}
-	return &Admission{done: func(tokens int64) {
+	a.done = func(tokens int64) {
 		w, _ := window(l.now())
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -199,5 +235,6 @@ func (l *MemoryLimiter) Admit(ctx context.Context, rules []Rule) (*Admission, er
 				delete(l.c, ruleKey(active[i]))
 			}
 		}
-	}}, nil
+	}
+	return a, nil
 }

@@ -49,6 +49,9 @@ func TestLimiterRPM(t *testing.T) {
 				if err != nil {
 					t.Fatalf("request %d: %v", i, err)
 				}
+				if a.LimitRequests != 3 || a.RemainingRequests != int64(2-i) {
+					t.Errorf("request %d: headroom %d of %d, want %d of 3", i, a.RemainingRequests, a.LimitRequests, 2-i)
+				}
 				a.Done(0)
 			}
 			_, err := l.Admit(ctx, rules)

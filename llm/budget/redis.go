@@ -37,25 +37,28 @@ func (l *RedisLimiter) Ping(ctx context.Context) error { return l.rdb.Ping(ctx).
 func (l *RedisLimiter) Close() error { return l.rdb.Close() }
 
 // admitScript: KEYS come in triples (requests, tokens, inflight) per rule; ARGV[1] is the
-// window TTL in seconds, then rpm, tpm, parallel per rule. Returns 0 when admitted, or the
-// 1-based rule index times 10 plus the kind (1 rpm, 2 tpm, 3 parallel).
+// window TTL in seconds, then rpm, tpm, parallel per rule. Returns {0, requests1, tokens1,
+// requests2, tokens2, ...} (the counts after this request) when admitted, or {the 1-based
+// rule index times 10 plus the kind (1 rpm, 2 tpm, 3 parallel)} when refused.
 var admitScript = redis.NewScript(`
 local n = #KEYS / 3
 for i = 1, n do
   local rpm = tonumber(ARGV[3*i-1])
   local tpm = tonumber(ARGV[3*i])
   local par = tonumber(ARGV[3*i+1])
-  if rpm > 0 and tonumber(redis.call('GET', KEYS[3*i-2]) or '0') >= rpm then return i*10+1 end
-  if tpm > 0 and tonumber(redis.call('GET', KEYS[3*i-1]) or '0') >= tpm then return i*10+2 end
-  if par > 0 and tonumber(redis.call('GET', KEYS[3*i]) or '0') >= par then return i*10+3 end
+  if rpm > 0 and tonumber(redis.call('GET', KEYS[3*i-2]) or '0') >= rpm then return {i*10+1} end
+  if tpm > 0 and tonumber(redis.call('GET', KEYS[3*i-1]) or '0') >= tpm then return {i*10+2} end
+  if par > 0 and tonumber(redis.call('GET', KEYS[3*i]) or '0') >= par then return {i*10+3} end
 end
+local out = {0}
 for i = 1, n do
-  redis.call('INCR', KEYS[3*i-2])
+  out[#out+1] = redis.call('INCR', KEYS[3*i-2])
   redis.call('EXPIRE', KEYS[3*i-2], ARGV[1])
+  out[#out+1] = tonumber(redis.call('GET', KEYS[3*i-1]) or '0')
   redis.call('INCR', KEYS[3*i])
   redis.call('EXPIRE', KEYS[3*i], 600)
 end
-return 0
+return out
 `)
 
 // Admit implements Limiter.
@@ -77,11 +80,14 @@ func (l *RedisLimiter) Admit(ctx context.Context, rules []Rule) (*Admission, err
 	if len(active) == 0 {
 		return &Admission{}, nil
 	}
-	res, err := admitScript.Run(ctx, l.rdb, keys, args...).Int64()
+	out, err := admitScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redis rate limit: %w", err)
 	}
-	if res != 0 {
+	if len(out) == 0 {
+		return nil, fmt.Errorf("redis rate limit: empty script answer")
+	}
+	if res := out[0]; res != 0 {
 		r := active[res/10-1]
 		switch res % 10 {
 		case 1:
@@ -92,7 +98,13 @@ func (l *RedisLimiter) Admit(ctx context.Context, rules []Rule) (*Admission, err
 			return nil, &LimitError{Kind: LimitParallel, Scope: r.Scope, ID: r.ID, Limit: r.MaxParallel, RetryAfter: time.Second}
 		}
 	}
-	return &Admission{done: func(tokens int64) {
+	a := &Admission{}
+	for i, r := range active {
+		if 2+2*i < len(out) {
+			a.note(r, out[1+2*i], out[2+2*i])
+		}
+	}
+	a.done = func(tokens int64) {
 		ctx := context.WithoutCancel(ctx)
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -108,5 +120,6 @@ func (l *RedisLimiter) Admit(ctx context.Context, rules []Rule) (*Admission, err
 			}
 		}
 		_, _ = pipe.Exec(ctx)
-	}}, nil
+	}
+	return a, nil
 }
