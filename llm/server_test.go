@@ -833,3 +833,27 @@ func TestReservationCoversEveryChoice(t *testing.T) {
 		t.Fatalf("n=0: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestCancelledCallReleasesReservation(t *testing.T) {
+	up := newFakeOpenAI(t)
+	up.delay = 3 * time.Second
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	b, _ := json.Marshal(chat("gpt"))
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/chat/completions", bytes.NewReader(b))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("call finished: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(h.logs()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := h.logs(); len(l) != 1 || l[0].Status != "failure" || l[0].Spend != 0 {
+		t.Fatalf("logs %+v", l)
+	}
+	if bk := h.budget(store.BudgetKey, "key1"); bk.Reserved != 0 || bk.Spend != 0 {
+		t.Errorf("after cancel: spend %v reserved %v", bk.Spend, bk.Reserved)
+	}
+}
