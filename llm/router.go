@@ -18,6 +18,7 @@ const (
 	SimpleShuffle = "simple-shuffle"        // random, weighted by weight, else rpm, else tpm
 	LeastBusy     = "least-busy"            // fewest requests in flight
 	LowestLatency = "latency-based-routing" // lowest moving-average latency ("lowest-latency" also accepted)
+	LowestCost    = "cost-based-routing"    // cheapest per token
 )
 
 // RouterSettings are LiteLLM's router_settings.
@@ -82,8 +83,13 @@ func newRouter(s RouterSettings, limiter budget.Limiter, now func() time.Time) (
 	case LeastBusy:
 	case LowestLatency, "lowest-latency":
 		r.settings.RoutingStrategy = LowestLatency
+	case LowestCost:
+	case "usage-based-routing", "usage-based-routing-v2":
+		// LiteLLM picks the deployment with the least usage this minute; the fewest
+		// requests in flight is the closest signal kept here.
+		r.settings.RoutingStrategy = LeastBusy
 	default:
-		return nil, fmt.Errorf("router_settings.routing_strategy %q: want %s, %s or %s", s.RoutingStrategy, SimpleShuffle, LeastBusy, LowestLatency)
+		return nil, fmt.Errorf("router_settings.routing_strategy %q: want %s, %s, %s, %s or usage-based-routing", s.RoutingStrategy, SimpleShuffle, LeastBusy, LowestLatency, LowestCost)
 	}
 	if s.NumRetries != nil {
 		r.retries = max(*s.NumRetries, 0)
@@ -204,6 +210,15 @@ func (r *Router) pick(ds []*Deployment, tried map[*Deployment]bool) *Deployment 
 		best := pool[0]
 		for _, d := range pool[1:] {
 			if d.latency.Load() < best.latency.Load() {
+				best = d
+			}
+		}
+		return best
+	case LowestCost:
+		best := pool[0]
+		unit := func(d *Deployment) float64 { return d.Price.InputCostPerToken + d.Price.OutputCostPerToken }
+		for _, d := range pool[1:] {
+			if unit(d) < unit(best) {
 				best = d
 			}
 		}

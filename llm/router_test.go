@@ -44,6 +44,16 @@ func TestPickStrategies(t *testing.T) {
 		t.Errorf("all cooling: picked %s, want none", got.ID)
 	}
 
+	lc, _ := newRouter(RouterSettings{RoutingStrategy: LowestCost}, nil, clock)
+	now = now.Add(time.Hour)
+	a.Price.InputCostPerToken, b.Price.InputCostPerToken, c.Price.InputCostPerToken = 3, 2, 1
+	if got := lc.pick(ds, nil); got != c {
+		t.Errorf("cost-based picked %s, want c", got.ID)
+	}
+	if r, err := newRouter(RouterSettings{RoutingStrategy: "usage-based-routing-v2"}, nil, clock); err != nil || r.settings.RoutingStrategy != LeastBusy {
+		t.Errorf("usage-based-routing-v2: %v", err)
+	}
+
 	ss, _ := newRouter(RouterSettings{}, nil, clock)
 	now = now.Add(time.Hour)
 	a.Weight, b.Weight, c.Weight = 0.000001, 1, 0.000001
