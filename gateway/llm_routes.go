@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -116,12 +115,9 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rs llm.RouterSettings
-	if len(s.cfg.RouterSettings) > 0 {
-		b, _ := json.Marshal(s.cfg.RouterSettings)
-		if err := json.Unmarshal(b, &rs); err != nil {
-			return nil, fmt.Errorf("router_settings: %w", err)
-		}
+	rs, err := llm.RouterSettingsFromMap(s.cfg.RouterSettings)
+	if err != nil {
+		return nil, err
 	}
 	if url := redisURL(s.cfg.RouterSettings, s.cfg.LiteLLMSettings); url != "" {
 		rl, err := budget.NewRedisLimiter(url, "")

@@ -219,3 +219,30 @@ func fnum(v any) float64 {
 }
 
 func num(v any) int64 { return int64(fnum(v)) }
+
+// RouterSettingsFromMap converts a generically decoded router_settings section (YAML or
+// JSON) to RouterSettings. Keys it does not know (redis_url and the like) are ignored.
+func RouterSettingsFromMap(m map[string]any) (RouterSettings, error) {
+	var rs RouterSettings
+	if len(m) == 0 {
+		return rs, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return rs, fmt.Errorf("router_settings: %w", err)
+	}
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return rs, fmt.Errorf("router_settings: %w", err)
+	}
+	return rs, nil
+}
+
+// Validate reports every problem with the model list and router settings at once, as New
+// would. It does no I/O.
+func (c Config) Validate() error {
+	s, err := New(c)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}

@@ -136,12 +136,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.openai = &openAI{client: client}
 	s.anth = &anthropic{client: client}
+	var errs []error
 	r, err := newRouter(cfg.Router, s.limiter, s.now)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
+		r, _ = newRouter(RouterSettings{}, s.limiter, s.now)
 	}
 	s.router = r
-	var errs []error
 	for _, mc := range cfg.Models {
 		d, err := s.deployment(mc, "config")
 		if err != nil {

@@ -857,3 +857,26 @@ func TestCancelledCallReleasesReservation(t *testing.T) {
 		t.Errorf("after cancel: spend %v reserved %v", bk.Spend, bk.Reserved)
 	}
 }
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := llm.Config{Router: llm.RouterSettings{RoutingStrategy: "bogus"}, Models: []llm.ModelConfig{
+		{ModelName: "a", LiteLLMParams: map[string]any{}},
+		{ModelName: "b", LiteLLMParams: map[string]any{"model": "azure/x"}},
+	}}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"routing_strategy", "model a", "model b"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	rs, err := llm.RouterSettingsFromMap(map[string]any{"num_retries": 4, "fallbacks": []any{map[string]any{"a": []any{"b"}}}, "redis_url": "x"})
+	if err != nil || *rs.NumRetries != 4 || rs.Fallbacks[0]["a"][0] != "b" {
+		t.Errorf("RouterSettingsFromMap: %+v %v", rs, err)
+	}
+	if err := (llm.Config{}).Validate(); err != nil {
+		t.Errorf("zero config: %v", err)
+	}
+}
