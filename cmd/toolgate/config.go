@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/toolgate/toolgate/gateway"
+	"github.com/toolgate/toolgate/llm"
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -86,6 +87,9 @@ func (c *Config) Validate() error {
 	if c.MasterKey != "" && len(c.MasterKey) < 8 {
 		errs = append(errs, errors.New("master key must be at least 8 characters"))
 	}
+	if len(c.ModelList) > 0 || len(c.RouterSettings) > 0 {
+		errs = append(errs, validateLLM(c.ModelList, c.RouterSettings))
+	}
 	seen := map[string]bool{}
 	for _, s := range c.MCPServers {
 		if seen[s.Name] {
@@ -94,6 +98,22 @@ func (c *Config) Validate() error {
 		seen[s.Name] = true
 	}
 	return errors.Join(errs...)
+}
+
+// validateLLM checks model_list and router_settings the way the LLM routes will read them.
+func validateLLM(modelList []map[string]any, router map[string]any) error {
+	models, err := llm.ModelConfigsFromMaps(modelList)
+	if err != nil {
+		return err
+	}
+	rs, err := llm.RouterSettingsFromMap(router)
+	if err != nil {
+		return err
+	}
+	if err := (llm.Config{Models: models, Router: rs}).Validate(); err != nil {
+		return fmt.Errorf("model_list/router_settings: %w", err)
+	}
+	return nil
 }
 
 // loadConfig builds the configuration for serve or migrate from args, the environment and

@@ -187,3 +187,14 @@ general_settings:
 		t.Errorf("bad settings: %v", err)
 	}
 }
+
+func TestModelListValidated(t *testing.T) {
+	good := writeFile(t, "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-x\n")
+	if _, err := loadConfig("serve", []string{"--config", good}, env(nil), io.Discard); err != nil {
+		t.Errorf("valid model_list refused: %v", err)
+	}
+	bad := writeFile(t, "model_list:\n  - model_name: gpt\n    litellm_params: {}\n")
+	if _, err := loadConfig("serve", []string{"--config", bad}, env(nil), io.Discard); err == nil {
+		t.Errorf("model_list without a model accepted")
+	}
+}
