@@ -192,6 +192,7 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 // keyPrincipal resolves a virtual key by hash through the cache.
 func (s *Server) keyPrincipal(ctx context.Context, hash string) (*Principal, error) {
 	p, ok := s.keys.Get(hash)
+	s.metrics.cache.WithLabelValues("key", hitMiss(ok)).Inc()
 	if !ok {
 		var err error
 		p, err = s.loadKey(ctx, hash)

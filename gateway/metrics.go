@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -9,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/toolgate/toolgate/gateway/federation"
+	"github.com/toolgate/toolgate/store"
 )
 
 // metrics are the gateway's Prometheus collectors, in a registry of its own so that several
@@ -20,6 +23,16 @@ type metrics struct {
 	calls    *prometheus.CounterVec   // server, tool, outcome
 	callTime *prometheus.HistogramVec // server
 	health   *prometheus.GaugeVec     // server
+	inflight prometheus.GaugeFunc     // tool calls in flight
+
+	sessions   prometheus.Gauge       // active MCP sessions
+	cache      *prometheus.CounterVec // cache, result
+	rejections *prometheus.CounterVec // scope
+	spend      *prometheus.CounterVec // call_type, model, mcp_server
+	tokens     *prometheus.CounterVec // model, type
+	spendRows  *prometheus.CounterVec // call_type, status
+
+	calling atomic.Int64 // tool calls in flight; read by the drain at shutdown
 }
 
 func newMetrics() *metrics {
@@ -47,10 +60,85 @@ func newMetrics() *metrics {
 			Name: "toolgate_upstream_healthy",
 			Help: "1 when the upstream's last tools/list succeeded, else 0.",
 		}, []string{"server"}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "toolgate_mcp_sessions",
+			Help: "Open MCP sessions (2025-era streamable HTTP and SSE) on this replica.",
+		}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toolgate_cache_lookups_total",
+			Help: "Cache lookups by cache (key: virtual keys; mcp_list: upstream tool, prompt and resource lists) and result (hit, miss).",
+		}, []string{"cache", "result"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toolgate_budget_rejections_total",
+			Help: "Calls (LLM and MCP tool) refused because a budget was spent, by budget scope (key, user, team, team_member, org, end_user, tag).",
+		}, []string{"scope"}),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toolgate_spend_usd_total",
+			Help: "Spend written to the spend log, in USD, by call type, model (LLM calls) and MCP server (tool calls).",
+		}, []string{"call_type", "model", "mcp_server"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toolgate_llm_tokens_total",
+			Help: "LLM tokens of successful calls written to the spend log, by model and type (prompt, completion).",
+		}, []string{"model", "type"}),
+		spendRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toolgate_spend_log_rows_total",
+			Help: "Spend log rows written to the database, by call type and status (success, failure).",
+		}, []string{"call_type", "status"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.calls, m.callTime, m.health,
+	m.inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "toolgate_mcp_tool_calls_in_flight",
+		Help: "MCP tool calls running now on this replica.",
+	}, func() float64 { return float64(m.calling.Load()) })
+	m.registry.MustRegister(m.requests, m.duration, m.calls, m.callTime, m.health, m.inflight,
+		m.sessions, m.cache, m.rejections, m.spend, m.tokens, m.spendRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// hitMiss is the result label of a cache lookup.
+func hitMiss(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+// meteredStore counts what the budget core and the spend log persist through it: budget
+// refusals and spend rows. Counting at the store means spend is counted once it is
+// written, whichever path (LLM or MCP tool call) wrote it.
+type meteredStore struct {
+	store.Store
+	m *metrics
+}
+
+func (s meteredStore) Reserve(ctx context.Context, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
+	err := s.Store.Reserve(ctx, id, refs, amount, expiresAt)
+	var be *store.BudgetExceededError
+	if errors.As(err, &be) {
+		s.m.rejections.WithLabelValues(string(be.Scope)).Inc()
+	}
+	return err
+}
+
+func (s meteredStore) InsertSpendLogs(ctx context.Context, logs []*store.SpendLog) error {
+	err := s.Store.InsertSpendLogs(ctx, logs)
+	if err != nil {
+		return err
+	}
+	for _, l := range logs {
+		s.m.spendRows.WithLabelValues(l.CallType, l.Status).Inc()
+		if l.Status != "success" {
+			continue // a failed call may name any model; keep the label set bounded
+		}
+		if l.CallType == store.CallMCPTool {
+			s.m.spend.WithLabelValues(l.CallType, "", l.MCPServer).Add(l.Spend)
+			continue
+		}
+		s.m.spend.WithLabelValues(l.CallType, l.Model, "").Add(l.Spend)
+		s.m.tokens.WithLabelValues(l.Model, "prompt").Add(float64(l.PromptTokens))
+		s.m.tokens.WithLabelValues(l.Model, "completion").Add(float64(l.CompletionTokens))
+	}
+	return nil
 }
 
 // callHook counts tool calls around the hook that other work installs (budgets).
@@ -63,10 +151,12 @@ var _ federation.CallHook = (*callHook)(nil)
 
 func (h *callHook) BeforeToolCall(ctx context.Context, server, tool string) (func(*mcp.CallToolResult, error), error) {
 	start := time.Now()
+	h.m.calling.Add(1)
 	var done func(*mcp.CallToolResult, error)
 	if next := h.next(); next != nil {
 		d, err := next.BeforeToolCall(ctx, server, tool)
 		if err != nil {
+			h.m.calling.Add(-1)
 			h.m.calls.WithLabelValues(server, tool, "refused").Inc()
 			return nil, err
 		}
@@ -83,7 +173,8 @@ func (h *callHook) BeforeToolCall(ctx context.Context, server, tool string) (fun
 		h.m.calls.WithLabelValues(server, tool, outcome).Inc()
 		h.m.callTime.WithLabelValues(server).Observe(time.Since(start).Seconds())
 		if done != nil {
-			done(res, err)
+			done(res, err) // writes the spend row: before calling drops, so a drain waits for it
 		}
+		h.m.calling.Add(-1)
 	}, nil
 }

@@ -25,6 +25,8 @@ func (s *Server) middleware(mux http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), requestStateKey{}, st)
 		r = r.WithContext(ctx)
 		rw := &statusWriter{ResponseWriter: w}
+		r, untrack := s.track(r)
+		defer untrack()
 
 		defer func() {
 			if v := recover(); v != nil {

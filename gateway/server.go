@@ -158,6 +158,8 @@ type Server struct {
 	stop context.CancelFunc // ends background work started by Start
 	bg   sync.WaitGroup
 
+	life lifecycle // in-flight requests and streams, for Drain and Close
+
 	mu         sync.Mutex
 	box        *seal.Box          // nil when no salt or master key is configured
 	configSrvs []*store.MCPServer // the config file's servers; replaced by SetConfigServers
@@ -171,7 +173,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("gateway: Config.Store is required")
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, metrics: newMetrics()}
+	m := newMetrics()
+	s := &Server{cfg: cfg, store: meteredStore{Store: cfg.Store, m: m}, log: cfg.Logger, now: cfg.Now, metrics: m}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -250,6 +253,8 @@ func New(cfg Config) (*Server, error) {
 		Name:           "toolgate",
 		Version:        s.cfg.Version,
 		SessionKey:     sessionKey(cfg),
+		OnSession:      func(d int) { s.metrics.sessions.Add(float64(d)) },
+		OnListCache:    func(hit bool) { s.metrics.cache.WithLabelValues("mcp_list", hitMiss(hit)).Inc() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -368,8 +373,9 @@ func (s *Server) SetConfigServers(ctx context.Context, servers []*store.MCPServe
 // Handler returns the HTTP handler for every route.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close closes MCP sessions and upstream connections, then flushes the LLM spend log. It
-// does not close the Store.
+// Close closes MCP sessions and upstream connections, waits (up to 10 seconds) for the
+// requests they cut short to finish, then flushes the LLM spend log. It does not close the
+// Store. Call Drain first for a graceful shutdown.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -383,9 +389,11 @@ func (s *Server) Close() error {
 		stop()
 	}
 	s.bg.Wait()
-	// Sessions and upstreams first, so no tool call is in flight when the LLM side flushes
-	// the spend log.
-	return errors.Join(s.fed.Close(), s.pool.Close(), s.llmClose())
+	// Sessions and upstreams first, which ends the calls still running; then wait for
+	// their handlers to record them, so the spend log flush below has every row.
+	errs := []error{s.fed.Close(), s.pool.Close()}
+	s.waitIdle(closeWait)
+	return errors.Join(append(errs, s.llmClose())...)
 }
 
 // isClosed reports whether Close was called.

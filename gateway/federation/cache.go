@@ -36,6 +36,7 @@ type cacheEnv struct {
 	retryAfter time.Duration
 	wg         *sync.WaitGroup
 	onDone     func(changed bool, err error) // called after every fetch, may be nil
+	onLookup   func(hit bool)                // called by every get, may be nil
 }
 
 // snapshot returns the cached items without fetching, and whether there are any.
@@ -50,6 +51,9 @@ func (c *listCache[T]) snapshot() ([]T, uint64, bool) {
 func (c *listCache[T]) get(wait context.Context, env cacheEnv, fetch fetcher[T]) (items []T, gen uint64, ok bool) {
 	c.mu.Lock()
 	now := time.Now()
+	if env.onLookup != nil {
+		env.onLookup(!c.fetchedAt.IsZero())
+	}
 	if !c.fetchedAt.IsZero() {
 		if c.stale || now.Sub(c.fetchedAt) > env.ttl {
 			c.startLocked(env, fetch)

@@ -107,6 +107,12 @@ type Config struct {
 	// a random key is used (sessions then do not survive a restart or move
 	// between replicas).
 	SessionKey []byte
+	// OnSession is called with +1 when an MCP session (2025-era streamable
+	// HTTP or SSE) starts and -1 when it ends, for metrics. If nil, nothing.
+	OnSession func(delta int)
+	// OnListCache is called on every cached list lookup: hit is true when a
+	// fetched list was served without waiting. If nil, nothing.
+	OnListCache func(hit bool)
 }
 
 // Tool is a federated tool as shown to a caller.

@@ -52,6 +52,10 @@ var errNotResolved = errors.New("federation: request did not resolve")
 
 func (f *Federation) buildMCP() {
 	h := &server.Hooks{}
+	if on := f.cfg.OnSession; on != nil {
+		h.AddOnRegisterSession(func(context.Context, server.ClientSession) { on(1) })
+		h.AddOnUnregisterSession(func(context.Context, server.ClientSession) { on(-1) })
+	}
 	h.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		if sc := stateFrom(ctx).scope; sc.single != "" {
 			res.ServerInfo.Name = sc.single

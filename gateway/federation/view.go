@@ -279,7 +279,7 @@ func gather[T any](ctx context.Context, f *Federation, servers []*serverState,
 }
 
 func (f *Federation) env(st *serverState) cacheEnv {
-	return cacheEnv{base: f.base, timeout: f.listTimeout, ttl: f.cacheTTL, retryAfter: f.retryAfter, wg: &f.wg}
+	return cacheEnv{base: f.base, timeout: f.listTimeout, ttl: f.cacheTTL, retryAfter: f.retryAfter, wg: &f.wg, onLookup: f.cfg.OnListCache}
 }
 
 func toolsCache(st *serverState) *listCache[mcp.Tool]     { return &st.lists.tools }
