@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/toolgate/toolgate/gateway/federation"
 	"github.com/toolgate/toolgate/gateway/upstream"
 	"github.com/toolgate/toolgate/store"
 )
@@ -170,14 +171,21 @@ func (s *Server) serversParam(r *http.Request) ([]string, error) {
 	return out, nil
 }
 
-// listTools is GET /v1/mcp/tools and GET /mcp-rest/tools/list: the caller's tools.
+// listTools is GET /v1/mcp/tools and GET /mcp-rest/tools/list: the caller's tools, as
+// tools/list on /mcp shows them (same network scope and x-mcp-toolset-id narrowing).
 func (s *Server) listTools(w http.ResponseWriter, r *http.Request) error {
+	r, err := s.identityRequest(r)
+	if err != nil {
+		return err
+	}
 	servers, err := s.serversParam(r)
 	if err != nil {
 		return err
 	}
 	tools, missing, err := s.fed.ListTools(r.Context(), servers)
-	if err != nil {
+	if errors.Is(err, federation.ErrUnknownServer) {
+		return &Error{Status: http.StatusNotFound, Type: "not_found_error", Param: "server_id", Message: err.Error(), Err: err}
+	} else if err != nil {
 		return fmt.Errorf("list tools: %w", err)
 	}
 	reg := s.reg.Load()
@@ -219,9 +227,15 @@ type callRequest struct {
 	ServerID   string         `json:"server_id"`
 }
 
-// restCallTool is POST /mcp-rest/tools/call: call a tool by its federated name (or by
-// server_name/server_id and the upstream tool name).
+// restCallTool is POST /mcp-rest/tools/call: call a tool by its federated name, or by
+// server_name/server_id and the upstream tool name (its federated name works there too).
+// The caller's permissions, network scope and x-mcp-toolset-id apply as on /mcp: a tool
+// it does not see is a 404, like one that does not exist.
 func (s *Server) restCallTool(w http.ResponseWriter, r *http.Request) error {
+	r, err := s.identityRequest(r)
+	if err != nil {
+		return err
+	}
 	var req callRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -229,34 +243,39 @@ func (s *Server) restCallTool(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == "" {
 		return badRequest("name", "name is required")
 	}
-	name := req.Name
 	server := req.ServerName
 	if req.ServerID != "" {
 		srv := s.reg.Load().byID[req.ServerID]
 		if srv == nil {
 			return errorf(http.StatusNotFound, "not_found_error", "server_id", "no mcp server with server_id %q", req.ServerID)
 		}
+		if server != "" && server != srv.Name {
+			return badRequest("server_name", "server_name %q does not match server_id %q", server, req.ServerID)
+		}
 		server = srv.Name
 	}
-	if server != "" {
-		if s.reg.Load().byName[server] == nil {
-			return errorf(http.StatusNotFound, "not_found_error", "server_name", "no mcp server %q", server)
-		}
-		if !strings.HasPrefix(name, server+"-") {
-			name = server + "-" + name
-		}
+	if server != "" && s.reg.Load().byName[server] == nil {
+		return errorf(http.StatusNotFound, "not_found_error", "server_name", "no mcp server %q", server)
 	}
 	if req.Arguments == nil {
 		req.Arguments = map[string]any{}
 	}
-	res, err := s.fed.CallTool(upstream.WithCallerHeaders(r.Context(), r.Header), name, req.Arguments)
+	res, err := s.fed.CallServerTool(upstream.WithCallerHeaders(r.Context(), r.Header), server, req.Name, req.Arguments)
 	if err != nil {
 		var he *Error
 		switch {
 		case errors.As(err, &he):
 			return err
+		case errors.Is(err, federation.ErrUnknownTool):
+			return &Error{Status: http.StatusNotFound, Type: "not_found_error", Param: "name", Message: err.Error(), Err: err}
+		case errors.Is(err, federation.ErrUnknownServer):
+			param := "server_name"
+			if req.ServerID != "" {
+				param = "server_id"
+			}
+			return &Error{Status: http.StatusNotFound, Type: "not_found_error", Param: param, Message: err.Error(), Err: err}
 		case errors.Is(err, upstream.ErrUnknownServer):
-			return &Error{Status: http.StatusNotFound, Param: "name", Message: err.Error(), Err: err}
+			return &Error{Status: http.StatusNotFound, Type: "not_found_error", Param: "name", Message: err.Error(), Err: err}
 		case errors.Is(err, context.DeadlineExceeded):
 			return &Error{Status: http.StatusGatewayTimeout, Param: "name", Message: fmt.Sprintf("tool %q timed out", req.Name), Err: err}
 		}

@@ -435,10 +435,16 @@ func (s *Server) routes(mux *http.ServeMux) {
 }
 
 // fallback serves the MCP endpoints (federation parses their paths itself) and a JSON 404
-// for everything else.
+// for everything else. MCP requests first pass identityRequest, which applies the caller's
+// network scope and x-mcp-toolset-id narrowing (403 for a toolset not granted).
 func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 	if s.classify(r) == classMCP {
-		s.fed.Handler().ServeHTTP(w, r)
+		r2, err := s.identityRequest(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.fed.Handler().ServeHTTP(w, r2)
 		return
 	}
 	s.writeError(w, r, &Error{Status: http.StatusNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})
