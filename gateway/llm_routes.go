@@ -258,6 +258,24 @@ type toolBudget struct {
 	rt *llmRuntime
 }
 
+// toolRefusal maps a budget or rate-limit refusal to the gateway's error, so that
+// /mcp-rest/tools/call answers in OpenAI's error shape (400 budget_exceeded, 429
+// rate_limit_error) as the LLM routes do, and /mcp's JSON-RPC error carries the same
+// message naming the budget or limit. Other errors pass through.
+func toolRefusal(err error) error {
+	var (
+		be *budget.ExceededError
+		le *budget.LimitError
+	)
+	switch {
+	case errors.As(err, &be):
+		return &Error{Status: http.StatusBadRequest, Type: "budget_exceeded", Message: be.Error()}
+	case errors.As(err, &le):
+		return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Message: le.Error()}
+	}
+	return err
+}
+
 func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (func(*mcp.CallToolResult, error), error) {
 	c := callerFor(PrincipalFrom(ctx))
 	if c == nil {
@@ -275,12 +293,12 @@ func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (f
 	}
 	adm, err := h.rt.limiter.Admit(ctx, c.Limits)
 	if err != nil {
-		return nil, err
+		return nil, toolRefusal(err)
 	}
 	res, err := h.rt.budget.Reserve(ctx, c.Budgets, cost)
 	if err != nil {
 		adm.Done(0)
-		return nil, err
+		return nil, toolRefusal(err)
 	}
 	start := h.s.now()
 	return func(result *mcp.CallToolResult, callErr error) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,8 +44,12 @@ type ExceededError struct {
 
 func (e *ExceededError) Error() string {
 	return fmt.Sprintf("Budget has been exceeded! %s=%s Current cost: %g, Max budget: %g",
-		scopeLabel(e.Scope), e.ID, e.Spend+e.Reserved, e.MaxBudget)
+		scopeLabel(e.Scope), e.ID, dollars(e.Spend+e.Reserved), dollars(e.MaxBudget))
 }
+
+// dollars rounds away float noise (0.8099999999999999) for messages, keeping nine
+// decimals, far below any price.
+func dollars(v float64) float64 { return math.Round(v*1e9) / 1e9 }
 
 func scopeLabel(s store.BudgetScope) string {
 	switch s {

@@ -364,3 +364,20 @@ func TestResetDueOnStores(t *testing.T) {
 		})
 	}
 }
+
+func TestExceededErrorNamesTheBudget(t *testing.T) {
+	tests := []struct {
+		err  budget.ExceededError
+		want string
+	}{
+		{budget.ExceededError{Scope: store.BudgetKey, ID: "k1", MaxBudget: 1, Spend: 0.41, Reserved: 0.4}, "Budget has been exceeded! Key=k1 Current cost: 0.81, Max budget: 1"},
+		{budget.ExceededError{Scope: store.BudgetTeamMember, ID: "t/u", MaxBudget: 5, Spend: 5}, "Budget has been exceeded! TeamMember=t/u Current cost: 5, Max budget: 5"},
+		{budget.ExceededError{Scope: store.BudgetEndUser, ID: "alice", MaxBudget: 0.1, Spend: 0.1}, "Budget has been exceeded! EndUser=alice Current cost: 0.1, Max budget: 0.1"},
+		{budget.ExceededError{Scope: store.BudgetTag, ID: "prod", MaxBudget: 2, Spend: 2.5}, "Budget has been exceeded! Tag=prod Current cost: 2.5, Max budget: 2"},
+	}
+	for _, tc := range tests {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
