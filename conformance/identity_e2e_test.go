@@ -138,4 +138,3 @@ func runTSIdentity(t *testing.T, n nodeEnv, url, transport string, headers map[s
 	}
 	return res
 }
-
