@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -129,21 +130,25 @@ func ownServerRoute(p string) (string, bool) {
 	return "", false
 }
 
-// credential returns the caller's credential: Authorization: Bearer, x-toolgate-api-key or
-// x-litellm-api-key, in that order.
-func credential(r *http.Request) string {
-	if a := r.Header.Get("Authorization"); a != "" {
-		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			return strings.TrimSpace(a[7:])
+// credential returns the caller's gateway credential and where admission found it:
+// x-toolgate-api-key, then x-litellm-api-key, then Authorization: Bearer. The API-key
+// headers come first so that a caller can send its gateway key there and keep
+// Authorization for an oauth_passthrough upstream's own token.
+func credential(r *http.Request) (string, oauth.CredentialSource) {
+	for _, h := range []string{"X-Toolgate-Api-Key", "X-Litellm-Api-Key"} {
+		if k := strings.TrimSpace(r.Header.Get(h)); k != "" {
+			if len(k) > 7 && strings.EqualFold(k[:7], "bearer ") {
+				k = strings.TrimSpace(k[7:])
+			}
+			return k, oauth.CredentialAPIKeyHeader
 		}
 	}
-	if k := r.Header.Get("X-Toolgate-Api-Key"); k != "" {
-		return strings.TrimSpace(strings.TrimPrefix(k, "Bearer "))
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		if tok := strings.TrimSpace(a[7:]); tok != "" {
+			return tok, oauth.CredentialAuthorization
+		}
 	}
-	if k := r.Header.Get("X-Litellm-Api-Key"); k != "" {
-		return strings.TrimSpace(strings.TrimPrefix(k, "Bearer "))
-	}
-	return ""
+	return "", oauth.CredentialNone
 }
 
 // hashKey is the hex SHA-256 under which keys are stored.
@@ -166,7 +171,7 @@ func (s *Server) addTokenAuthenticator(a TokenAuthenticator) {
 // authenticate returns the principal for r's credential, nil when there is none, or an
 // *Error saying why the credential was refused.
 func (s *Server) authenticate(r *http.Request) (*Principal, error) {
-	cred := credential(r)
+	cred, _ := credential(r)
 	if cred == "" {
 		return nil, nil
 	}
@@ -272,6 +277,11 @@ func (s *Server) invalidateAllKeys() {
 
 // admit authenticates the request, checks its route class and passes it on with the
 // principal in its context.
+//
+// On an oauth_passthrough server's own routes (/{name}/mcp, /mcp/{name}) a bearer token
+// that is no gateway credential is the upstream's: the request is admitted anonymously and
+// proxied with it (see servePassthrough). With no credential at all it gets the 401
+// challenge; a recognised gateway credential that is refused keeps its 401/403.
 func (s *Server) admit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st, _ := r.Context().Value(requestStateKey{}).(*requestState)
@@ -286,7 +296,14 @@ func (s *Server) admit(next http.Handler) http.Handler {
 			serve(r)
 			return
 		}
+		pt := s.passthroughOwnRoute(r)
 		p, err := s.authenticate(r)
+		if err != nil && pt != nil && upstreamToken(r, err) {
+			p, err = &Principal{Kind: KindAnonymous, Subject: "anonymous"}, nil
+		}
+		if err == nil && p != nil && class == classMCP {
+			err = s.checkAudience(r, p)
+		}
 		if err != nil {
 			s.refuse(w, r, class, err)
 			return
@@ -313,20 +330,41 @@ func (s *Server) admit(next http.Handler) http.Handler {
 				Message: "this route needs an admin key (the master key or a proxy_admin user's key)"})
 			return
 		}
+		r = r.WithContext(WithPrincipal(r.Context(), p))
+		if class == classMCP {
+			if err := s.checkServerAccess(r, p); err != nil {
+				s.refuse(w, r, class, err)
+				return
+			}
+		}
 		if st != nil {
 			st.principal = p
 		}
-		serve(r.WithContext(WithPrincipal(r.Context(), p)))
+		if pt != nil {
+			s.servePassthrough(w, r, pt)
+			if st != nil {
+				st.pattern = "passthrough"
+			}
+			return
+		}
+		serve(r)
 	})
 }
 
-// refuse writes an admission error; 401s on MCP routes carry the OAuth challenge when one
-// is configured.
+// refuse writes an admission error. On MCP routes a 401 carries the OAuth challenge and a
+// 403 the insufficient_scope one, when discovery is configured.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, class routeClass, err error) {
 	var he *Error
-	if errors.As(err, &he) && he.Status == http.StatusUnauthorized && class == classMCP && s.challenge != nil {
-		if c := s.challenge(r); c != "" {
-			w.Header().Set("WWW-Authenticate", c)
+	if errors.As(err, &he) && class == classMCP {
+		switch {
+		case he.Status == http.StatusUnauthorized && s.challenge != nil:
+			if c := s.challenge(r); c != "" {
+				w.Header().Set("WWW-Authenticate", c)
+			}
+		case he.Status == http.StatusForbidden && he.Type == "permission_error":
+			if c := s.insufficientScope(r, s.oauthScopes(), he.Message); c != "" {
+				w.Header().Set("WWW-Authenticate", c)
+			}
 		}
 	}
 	s.writeError(w, r, err)

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"reflect"
 	"time"
 
 	"github.com/toolgate/toolgate/oauth"
@@ -48,18 +47,4 @@ type OAuthConfig struct {
 	// Fetch governs outbound fetches (JWKS, client metadata documents): set AllowLoopback
 	// only for development and tests.
 	Fetch oauth.FetchConfig `yaml:"fetch"`
-}
-
-// oauthConfigOf returns cfg.OAuth.
-//
-// The gateway work owns Config; until it adds the field `OAuth OAuthConfig`, this reads it
-// by name so that the oauth wiring compiles either way. Replace with cfg.OAuth once the
-// field exists.
-func oauthConfigOf(cfg *Config) OAuthConfig {
-	v := reflect.ValueOf(cfg).Elem().FieldByName("OAuth")
-	if !v.IsValid() {
-		return OAuthConfig{}
-	}
-	c, _ := v.Interface().(OAuthConfig)
-	return c
 }

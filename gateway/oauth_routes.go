@@ -15,12 +15,14 @@ import (
 )
 
 // oauthRoutes registers protected-resource discovery, the authorization server and the
-// bearer-token authenticators, as configured by Config.OAuth.
-func (s *Server) oauthRoutes(mux *http.ServeMux) {
-	if err := s.mountOAuth(mux, oauthConfigOf(&s.cfg)); err != nil {
-		// New validates nothing else about OAuth; a bad section is logged and OAuth stays off.
-		s.log.Error("oauth disabled: invalid configuration", "err", err)
+// bearer-token authenticators, as configured by Config.OAuth. An invalid section (for
+// example a jwt_auth issuer with neither audience nor disable_audience_validation, or
+// both) is an error: New fails rather than starting with OAuth silently off.
+func (s *Server) oauthRoutes(mux *http.ServeMux) error {
+	if err := s.mountOAuth(mux, s.cfg.OAuth); err != nil {
+		return fmt.Errorf("oauth: %w", err)
 	}
+	return nil
 }
 
 // mountOAuth does the work of oauthRoutes for an explicit configuration.
@@ -55,7 +57,7 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 		return err
 	}
 	st := &oauthState{res: res}
-	oauthStates.Store(s, st)
+	s.oauth = st
 	if err := s.mountUpstreamOAuth(mux, cfg, st, client); err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func (s *Server) mountOAuth(mux *http.ServeMux, cfg OAuthConfig) error {
 	}
 	mux.Handle(oauth.WellKnownResource, served)
 	mux.Handle(oauth.WellKnownResource+"/", served)
-	s.challenge = func(r *http.Request) string { return res.Challenge(r.URL.Path, nil) }
+	s.challenge = func(r *http.Request) string { return res.Challenge(mcpResourcePath(r.URL.Path), nil) }
 	if !cfg.AuthorizationServer {
 		return nil
 	}
@@ -194,10 +196,9 @@ func (s *Server) idpSubject(ctx context.Context, p *oauth.Principal) (string, er
 }
 
 // oauthAuthenticator admits access tokens issued by the gateway's authorization server.
-//
-// The token's RFC 8707 audience (Grant.Resource) is one of this gateway's routes by
-// construction; checking it against the route being called needs the request path, which
-// a TokenAuthenticator does not get.
+// The token's RFC 8707 audience goes into Principal.Audience; admission checks it against
+// the route being called (checkAudience). A token whose key was deleted, expired or
+// blocked is refused: tokens live no longer than the key they were made from.
 func (s *Server) oauthAuthenticator(as *oauth.Server) TokenAuthenticator {
 	return func(ctx context.Context, token string) (*Principal, error) {
 		if !oauth.IsAccessToken(token) {
@@ -219,6 +220,7 @@ func (s *Server) oauthAuthenticator(as *oauth.Server) TokenAuthenticator {
 		p := *kp
 		p.Kind = KindOAuth
 		p.Scopes = g.Scopes
+		p.Audience = g.Resource
 		return &p, nil
 	}
 }

@@ -33,19 +33,11 @@ func newOAuthGateway(t *testing.T, cfg OAuthConfig) *testGateway {
 	cfg.PublicURL = "http://" + ts.Listener.Addr().String()
 	cfg.Fetch.AllowLoopback = true
 	logs := &syncBuffer{}
-	s, err := New(Config{Store: db, MasterKey: testMasterKey, Logger: newTestLogger(logs), KeyCacheTTL: time.Minute})
+	s, err := New(Config{Store: db, MasterKey: testMasterKey, Logger: newTestLogger(logs), KeyCacheTTL: time.Minute,
+		OAuth: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Rebuild the mux as New does, with OAuth mounted from cfg (Config has no OAuth field yet).
-	mux := http.NewServeMux()
-	s.routes(mux)
-	s.identityRoutes(mux)
-	if err := s.mountOAuth(mux, cfg); err != nil {
-		t.Fatal(err)
-	}
-	s.llmRoutes(mux)
-	s.handler = s.middleware(mux)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

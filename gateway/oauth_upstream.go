@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/toolgate/toolgate/gateway/federation"
+	"github.com/toolgate/toolgate/gateway/upstream"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/store"
 )
@@ -18,16 +21,6 @@ type oauthState struct {
 	as  *oauth.Server      // nil unless the authorization server is on
 	up  *oauth.Upstream    // nil without a public URL or a sealing key
 	pt  *oauth.Passthrough // nil without a public URL
-}
-
-// oauthStates holds each Server's oauthState. Interim: Server has no field for it (the
-// gateway work owns the struct); replace with a field `oauth *oauthState`.
-var oauthStates sync.Map // *Server -> *oauthState
-
-func (s *Server) oauthState() *oauthState {
-	st, _ := oauthStates.Load(s)
-	o, _ := st.(*oauthState)
-	return o
 }
 
 // mountUpstreamOAuth adds the upstream connect/callback endpoints and pass-through metadata.
@@ -113,7 +106,7 @@ var errNoUpstreamOAuth = errors.New("upstream oauth2 needs general_settings.publ
 // *oauth.AuthRequiredError whose ConnectURL the gateway shows them. The upstream pool calls
 // this for every MCP method (tools, prompts, resources, completions) of such a server.
 func (s *Server) upstreamAuthHeaders(ctx context.Context, server string) (http.Header, error) {
-	st := s.oauthState()
+	st := s.oauth
 	if st == nil || st.up == nil {
 		return nil, errNoUpstreamOAuth
 	}
@@ -135,15 +128,17 @@ func (s *Server) forwardCallerAuthorization(r *http.Request, server string) bool
 	return oauth.ForwardAuthorization(srv != nil && srv.OAuth.Passthrough, credentialSource(r), r.Header.Get("Authorization"))
 }
 
-// credentialSource says where admission found r's gateway credential.
+// credentialSource says where admission found r's gateway credential: an API-key header,
+// Authorization (when it admitted the caller), or none (no credential, or an Authorization
+// that admission took for a pass-through upstream's token).
 func credentialSource(r *http.Request) oauth.CredentialSource {
-	if r.Header.Get("X-Toolgate-Api-Key") != "" || r.Header.Get("X-Litellm-Api-Key") != "" {
-		return oauth.CredentialAPIKeyHeader
+	_, src := credential(r)
+	if src == oauth.CredentialAuthorization {
+		if p := PrincipalFrom(r.Context()); p != nil && p.Kind == KindAnonymous {
+			return oauth.CredentialNone
+		}
 	}
-	if p := PrincipalFrom(r.Context()); p != nil && p.Kind != KindAnonymous {
-		return oauth.CredentialAuthorization
-	}
-	return oauth.CredentialNone
+	return src
 }
 
 // insufficientScope returns the WWW-Authenticate value for a 403 on an MCP route when the
@@ -151,9 +146,107 @@ func credentialSource(r *http.Request) oauth.CredentialSource {
 // needed (pass the granted ones too) and the route's resource_metadata. It returns "" when
 // discovery is not configured.
 func (s *Server) insufficientScope(r *http.Request, scopes []string, description string) string {
-	st := s.oauthState()
+	st := s.oauth
 	if st == nil {
 		return ""
 	}
 	return st.res.InsufficientScope(r.URL.Path, scopes, description)
+}
+
+// oauthUpstreams is the upstream pool as federation sees it, with the caller's upstream
+// OAuth credentials applied: every MCP method (tools, prompts, resources, completions) sent
+// to an auth_type oauth2 server carries the caller's own upstream token (authorization
+// code flow) or the server's client-credentials token, in a pool client of its own per
+// caller. The caller's token for the gateway is never among them.
+type oauthUpstreams struct {
+	s *Server
+	p *upstream.Pool
+}
+
+var _ federation.Upstreams = oauthUpstreams{}
+
+// ctx returns ctx carrying server's upstream credential for the caller in ctx, or ctx
+// itself for servers that are not oauth2.
+func (u oauthUpstreams) ctx(ctx context.Context, server string) (context.Context, error) {
+	srv := u.s.reg.Load().byName[server]
+	if srv == nil || srv.AuthType != store.AuthOAuth2 {
+		return ctx, nil
+	}
+	h, err := u.s.upstreamAuthHeaders(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(h))
+	for k := range h {
+		m[k] = h.Get(k)
+	}
+	id := "oauth2:" + PrincipalFrom(ctx).subject()
+	if srv.OAuth.GrantType == oauth.GrantClientCredentials {
+		id = "oauth2:client-credentials"
+	}
+	return upstream.WithCredential(ctx, id, m), nil
+}
+
+func (u oauthUpstreams) ListTools(ctx context.Context, server string) ([]mcp.Tool, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.ListTools(ctx, server)
+}
+
+func (u oauthUpstreams) CallTool(ctx context.Context, server string, req mcp.CallToolRequest, obs *upstream.Observer) (*mcp.CallToolResult, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.CallTool(ctx, server, req, obs)
+}
+
+func (u oauthUpstreams) ListResources(ctx context.Context, server string) ([]mcp.Resource, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.ListResources(ctx, server)
+}
+
+func (u oauthUpstreams) ListResourceTemplates(ctx context.Context, server string) ([]mcp.ResourceTemplate, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.ListResourceTemplates(ctx, server)
+}
+
+func (u oauthUpstreams) ReadResource(ctx context.Context, server string, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.ReadResource(ctx, server, req)
+}
+
+func (u oauthUpstreams) ListPrompts(ctx context.Context, server string) ([]mcp.Prompt, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.ListPrompts(ctx, server)
+}
+
+func (u oauthUpstreams) GetPrompt(ctx context.Context, server string, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.GetPrompt(ctx, server, req)
+}
+
+func (u oauthUpstreams) Complete(ctx context.Context, server string, req mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	ctx, err := u.ctx(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	return u.p.Complete(ctx, server, req)
 }

@@ -143,6 +143,8 @@ func TestPassthroughThroughGateway(t *testing.T) {
 	}
 	keyed := req("Authorization", "Bearer upstream-tok", "X-Toolgate-Api-Key", "sk-x")
 	keyed = keyed.WithContext(WithPrincipal(keyed.Context(), &Principal{Kind: KindKey, Subject: "key:1"}))
+	anon := req("Authorization", "Bearer upstream-tok")
+	anon = anon.WithContext(WithPrincipal(anon.Context(), &Principal{Kind: KindAnonymous, Subject: "anonymous"}))
 	inAuth := req("Authorization", "Bearer sk-x")
 	inAuth = inAuth.WithContext(WithPrincipal(inAuth.Context(), &Principal{Kind: KindKey, Subject: "key:1"}))
 	cases := []struct {
@@ -152,7 +154,8 @@ func TestPassthroughThroughGateway(t *testing.T) {
 		want   bool
 	}{
 		{"key in x-toolgate-api-key", keyed, "pt", true},
-		{"no gateway credential", req("Authorization", "Bearer upstream-tok"), "pt", true},
+		{"no gateway credential (admitted anonymously)", anon, "pt", true},
+		{"not admitted at all", req("Authorization", "Bearer upstream-tok"), "pt", false},
 		{"key in Authorization", inAuth, "pt", false},
 		{"not a pass-through server", keyed, "plain", false},
 		{"unknown server", keyed, "nope", false},

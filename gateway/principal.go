@@ -24,6 +24,9 @@ type Principal struct {
 	Team   *store.Team
 	Org    *store.Org
 	Scopes []string
+	// Audience is the RFC 8707 resource a gateway-issued access token was granted for
+	// (KindOAuth); admission refuses it on routes outside that resource. Empty otherwise.
+	Audience string
 	// Subject identifies the caller in logs, audit entries and session binding: "master_key",
 	// "key:<key id>", the OAuth/JWT subject, or "anonymous".
 	Subject string

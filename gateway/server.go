@@ -150,6 +150,7 @@ type Server struct {
 	authorizer federation.Authorizer              // tool-level permissions; nil allows all
 	toolHook   federation.CallHook                // budgets around tool calls; nil none
 	onReload   []func(servers []*store.MCPServer) // told the merged registry after each change
+	oauth      *oauthState                        // set by oauthRoutes; nil without discovery
 
 	reloadMu sync.Mutex // serializes registry rebuilds and guards regPrint
 	reg      atomic.Pointer[registry]
@@ -228,7 +229,9 @@ func New(cfg Config) (*Server, error) {
 	s.routes(mux)
 	s.identityRoutes(mux)
 	s.setClientNetwork(cfg.TrustForwardedFor, cfg.TrustedProxies)
-	s.oauthRoutes(mux)
+	if err := s.oauthRoutes(mux); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	s.llmRoutes(mux)
 
 	s.pool = upstream.New(upstream.Config{
@@ -240,7 +243,7 @@ func New(cfg Config) (*Server, error) {
 		OnHealth:      s.upstreamHealth,
 	})
 	fed, err := federation.New(federation.Config{
-		Upstreams:      s.pool,
+		Upstreams:      oauthUpstreams{s, s.pool},
 		Logger:         s.log.With("component", "federation"),
 		Authorizer:     authorizer{s},
 		CallHook:       &callHook{m: s.metrics, next: func() federation.CallHook { return s.toolHook }},
