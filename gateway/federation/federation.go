@@ -158,6 +158,9 @@ type Federation struct {
 	sessions *sessions
 	dispatch string // internal name of the one registered tool/prompt/resource
 	handler  http.Handler
+
+	subscriber Subscriber // nil: resource subscriptions are not offered
+	subs       *subscriptions
 }
 
 // New validates cfg and returns a Federation. It makes no network calls; the
@@ -196,6 +199,12 @@ func New(cfg Config) (*Federation, error) {
 	f.reg.Store(&registry{byName: map[string]*serverState{}, byID: map[string]*serverState{}})
 	f.base, f.cancel = context.WithCancel(context.Background())
 	f.sessions = newSessions(key, orDefault(cfg.SessionMaxAge, 24*time.Hour), f.principal)
+	f.subs = newSubscriptions()
+	if sub, ok := cfg.Upstreams.(Subscriber); ok {
+		f.subscriber = sub
+		sub.OnResourceUpdated(f.resourceUpdated)
+		f.sessions.onEnd = func(id string) { f.sessionEnded(id, false) }
+	}
 	f.buildMCP()
 	f.buildHTTP(orDefault(cfg.SessionIdleTTL, 30*time.Minute))
 	f.wg.Add(1)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -149,6 +151,11 @@ func (f *Federation) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "", fmt.Sprintf("unknown MCP route %q", r.URL.Path))
 		return
 	}
+	if rebinding(r) {
+		writeError(w, http.StatusForbidden, "forbidden", "Host",
+			fmt.Sprintf("Host %q is not a loopback name on a loopback listener (DNS rebinding protection)", r.Host))
+		return
+	}
 	if !f.originAllowed(r) {
 		writeError(w, http.StatusForbidden, "forbidden", "Origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
@@ -265,6 +272,32 @@ func (f *Federation) originAllowed(r *http.Request) bool {
 		return false
 	}
 	return strings.EqualFold(u.Host, r.Host)
+}
+
+// rebinding reports a request that arrived on a loopback address with a Host
+// header that is not a loopback name: a browser driven by a page whose domain
+// was rebound to 127.0.0.1. It is the check mcp-go's streamable HTTP server
+// makes (and answers in plain text); the gateway makes it first, on every MCP
+// route, and answers in JSON.
+func rebinding(r *http.Request) bool {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok || local == nil {
+		return false
+	}
+	return isLoopbackHost(local.String()) && !isLoopbackHost(r.Host)
+}
+
+// isLoopbackHost: "localhost", or a loopback IP, with or without a port.
+func isLoopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // readBody reads a POST body up to the limit; status is 413 when over it.

@@ -122,9 +122,48 @@ func (f *Federation) buildMCP() {
 		}
 	})
 
+	h.AddOnRequestInitialization(f.subscribeHook)
+	h.AddOnUnregisterSession(func(_ context.Context, sess server.ClientSession) {
+		// An SSE session ends with its stream; a streamable HTTP one may
+		// reopen its GET stream, and ends on DELETE or expiry (sessions.onEnd).
+		f.sessionEnded(sess.SessionID(), true)
+	})
+	h.AddAfterDiscover(func(ctx context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
+		// Resource subscriptions are relayed for 2025-era sessions
+		// (resources/subscribe); 2026-07-28 subscriptions/listen filters
+		// naming resources are not, so they are not advertised there.
+		if r := res.Capabilities.Resources; r != nil && r.Subscribe {
+			cp := *r
+			cp.Subscribe = false
+			res.Capabilities.Resources = &cp
+		}
+		if sc := stateFrom(ctx).scope; sc.single != "" {
+			if st := f.reg.Load().byName[sc.single]; st != nil && st.cfg.Description != "" {
+				res.Instructions = st.cfg.Description
+			}
+		}
+	})
+	h.AddOnSuccess(func(ctx context.Context, _ any, _ mcp.MCPMethod, _ any, result any) {
+		// 2026-07-28 results name the server in _meta (mcp-go fills in the
+		// gateway's own name when it is absent): on a single-server route,
+		// that server's name, as initialize's serverInfo has it.
+		sc := stateFrom(ctx).scope
+		if sc.single == "" {
+			return
+		}
+		if info := server.RequestProtocolInfoFromContext(ctx); info == nil || !info.Modern {
+			return
+		}
+		if rm, ok := result.(mcp.ResultMetadata); ok {
+			if meta := rm.EnsureResultMeta(); meta != nil {
+				meta.SetServerInfo(mcp.Implementation{Name: sc.single, Version: f.cfg.Version})
+			}
+		}
+	})
+
 	s := server.NewMCPServer(f.cfg.Name, f.cfg.Version,
 		server.WithToolCapabilities(true),
-		server.WithResourceCapabilities(false, true),
+		server.WithResourceCapabilities(f.subscriber != nil, true),
 		server.WithPromptCapabilities(true),
 		server.WithLogging(),
 		server.WithCompletions(),

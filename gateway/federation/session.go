@@ -42,6 +42,7 @@ type sessions struct {
 	maxAge     time.Duration
 	principal  func(context.Context) string
 	terminated sync.Map // id -> time.Time (issue time)
+	onEnd      func(id string) // called when a session is terminated (DELETE or idle expiry); may be nil
 	lastPrune  time.Time
 	mu         sync.Mutex
 }
@@ -113,6 +114,9 @@ func (s *sessions) terminate(id string) {
 	}
 	s.terminated.Store(id, time.Unix(int64(binary.BigEndian.Uint64(body[16:])), 0))
 	s.prune()
+	if s.onEnd != nil {
+		s.onEnd(id)
+	}
 }
 
 // prune forgets terminations of IDs past their maximum age (they fail check).

@@ -51,6 +51,7 @@ type conn struct {
 	closed  bool
 	calls   map[*call]struct{}
 	tokens  map[string]*call // gateway progress token -> call
+	subs    map[string]int   // resource URI -> Subscribe count (resent after a reconnect)
 	health  Health
 	checked bool // health has been set at least once
 }
@@ -95,6 +96,7 @@ func newConn(p *Pool, k key, spec Spec) *conn {
 		kick:   make(chan struct{}, 1),
 		calls:  make(map[*call]struct{}),
 		tokens: make(map[string]*call),
+		subs:   make(map[string]int),
 		health: Health{Err: "not checked yet"},
 	}
 	c.lastUsed.Store(time.Now().UnixNano())
@@ -193,6 +195,7 @@ func (c *conn) dialAsync(ch chan struct{}) {
 	if err == nil {
 		c.cur = l
 		c.listen(cctx, l.cl)
+		c.resubscribe(cctx, l.cl)
 	}
 	c.dialErr = err
 	c.dialing = nil
@@ -539,6 +542,18 @@ func (c *conn) onNotification(n mcp.JSONRPCNotification) {
 		c.mu.Unlock()
 		for _, o := range obs {
 			o.OnNotification(n)
+		}
+	case string(mcp.MethodNotificationResourceUpdated):
+		uri, _ := n.Params.AdditionalFields["uri"].(string)
+		if uri == "" {
+			return
+		}
+		c.mu.Lock()
+		_, subscribed := c.subs[uri]
+		c.mu.Unlock()
+		if f := c.p.onUpdated.Load(); f != nil && subscribed {
+			server := c.key.server
+			c.p.notes.post(func() { (*f)(server, uri) })
 		}
 	case string(mcp.MethodNotificationToolsListChanged),
 		string(mcp.MethodNotificationResourcesListChanged),

@@ -157,6 +157,8 @@ type Pool struct {
 
 	seq atomic.Uint64 // call sequence and progress tokens
 
+	onUpdated atomic.Pointer[func(server, uri string)] // OnResourceUpdated
+
 	mu      sync.Mutex
 	closed  bool
 	servers map[string]*entry
