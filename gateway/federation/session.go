@@ -41,7 +41,7 @@ type sessions struct {
 	key        []byte
 	maxAge     time.Duration
 	principal  func(context.Context) string
-	terminated sync.Map // id -> time.Time (issue time)
+	terminated sync.Map        // id -> time.Time (issue time)
 	onEnd      func(id string) // called when a session is terminated (DELETE or idle expiry); may be nil
 	lastPrune  time.Time
 	mu         sync.Mutex

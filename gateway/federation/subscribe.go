@@ -44,10 +44,10 @@ type subKey struct{ principal, server, uri string }
 // asked for them. Its lock is never held across an upstream call.
 type subscriptions struct {
 	mu        sync.Mutex
-	bySub     map[subKey]map[string]string // -> session id -> URI as the session knows it
+	bySub     map[subKey]map[string]string          // -> session id -> URI as the session knows it
 	bySession map[string]map[subKey]context.Context // session id -> its subscriptions, with the subscribing request's context (its principal and credentials, to unsubscribe with)
-	sse       map[string]bool              // sessions on the legacy SSE transport
-	pending   map[subKey]*sync.Mutex       // serializes upstream (un)subscribe per key
+	sse       map[string]bool                       // sessions on the legacy SSE transport
+	pending   map[subKey]*sync.Mutex                // serializes upstream (un)subscribe per key
 }
 
 func newSubscriptions() *subscriptions {
