@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,6 +192,49 @@ type protectedUpstream struct {
 func startProtectedUpstream(tb testing.TB) *protectedUpstream {
 	tb.Helper()
 	u := &protectedUpstream{AS: oauth.NewTestAuthServer(tb)}
+	// Clients of a pass-through route name the gateway's route as their RFC 8707 resource.
+	// Like many IdPs, this one ignores the parameter (the test AS would refuse a foreign
+	// resource); a real upstream IdP must accept the gateway's URL or ignore it. Its tokens
+	// are also given a prefix of their own: the test AS is toolgate's code, and a token
+	// shaped like toolgate's own (tgat_) is never passed through.
+	as := u.AS.Server.Config.Handler
+	u.AS.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		q.Del("resource")
+		r.URL.RawQuery = q.Encode()
+		if r.Method == http.MethodPost {
+			if err := r.ParseForm(); err == nil {
+				for _, f := range []url.Values{r.PostForm, r.Form} {
+					f.Del("resource")
+					if rt := f.Get("refresh_token"); rt != "" {
+						f.Set("refresh_token", fromIdPToken(rt))
+					}
+				}
+			}
+		}
+		if r.URL.Path != "/token" {
+			as.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		as.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		var tok map[string]any
+		if json.Unmarshal(body, &tok) == nil {
+			for _, f := range []string{"access_token", "refresh_token"} {
+				if v, ok := tok[f].(string); ok {
+					tok[f] = toIdPToken(v)
+				}
+			}
+			body, _ = json.Marshal(tok)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	})
 	mcpHTTP := server.NewStreamableHTTPServer(newGoMCPServer())
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
@@ -214,7 +258,7 @@ func startProtectedUpstream(tb testing.TB) *protectedUpstream {
 			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 			return
 		}
-		if _, err := u.AS.Introspect(tok); err != nil {
+		if _, err := u.AS.Introspect(fromIdPToken(tok)); err != nil {
 			w.Header().Set("WWW-Authenticate", challenge+`, error="invalid_token"`)
 			http.Error(w, `{"error":"invalid_token"}`, http.StatusUnauthorized)
 			return
@@ -222,6 +266,28 @@ func startProtectedUpstream(tb testing.TB) *protectedUpstream {
 		mcpHTTP.ServeHTTP(w, r)
 	})
 	return u
+}
+
+// toIdPToken and fromIdPToken translate between the test AS's token prefixes and the
+// upstream IdP's own ("idp-at-", "idp-rt-").
+func toIdPToken(t string) string {
+	if rest, ok := strings.CutPrefix(t, oauth.AccessTokenPrefix); ok {
+		return "idp-at-" + rest
+	}
+	if rest, ok := strings.CutPrefix(t, oauth.RefreshTokenPrefix); ok {
+		return "idp-rt-" + rest
+	}
+	return t
+}
+
+func fromIdPToken(t string) string {
+	if rest, ok := strings.CutPrefix(t, "idp-at-"); ok {
+		return oauth.AccessTokenPrefix + rest
+	}
+	if rest, ok := strings.CutPrefix(t, "idp-rt-"); ok {
+		return oauth.RefreshTokenPrefix + rest
+	}
+	return t
 }
 
 // headers returns a copy of every request's headers the upstream received on /mcp.
