@@ -307,7 +307,8 @@ func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (f
 		if callErr != nil {
 			status, spend = "failure", 0
 		}
-		if err := res.Commit(ctx, spend); err != nil {
+		// The caller may be gone (or the gateway shutting down): settle regardless.
+		if err := res.Commit(context.WithoutCancel(ctx), spend); err != nil {
 			h.s.log.Error("commit tool-call budget", "server", server, "tool", tool, "err", err)
 		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

@@ -216,16 +216,26 @@ func (m *Main) Reload(ctx context.Context) error {
 	return nil
 }
 
-// Close stops accepting connections, lets in-flight requests finish within the shutdown
-// grace, then closes upstream sessions and the database.
+// Close shuts down gracefully: it stops accepting connections, lets in-flight tool calls
+// and other requests finish within the shutdown grace, ends the open MCP streams, cuts
+// whatever still runs when the grace is over, waits for those calls to record their spend,
+// flushes the spend log, and closes upstream sessions and the database.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() {
 		var errs []error
 		if m.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownGrace)
-			if err := m.http.Shutdown(ctx); err != nil {
+			shut := make(chan error, 1)
+			go func() { shut <- m.http.Shutdown(ctx) }()
+			if m.gw != nil && !m.gw.Drain(ctx) {
+				m.Logger.Warn("shutdown grace over with tool calls or requests still running; cancelling them",
+					"grace", m.Config.ShutdownGrace.String())
+			}
+			if err := <-shut; err != nil {
 				m.Logger.Warn("grace period over; closing remaining connections", "err", err)
-				errs = append(errs, m.http.Close())
+				if err := m.http.Close(); err != nil {
+					errs = append(errs, err)
+				}
 			}
 			cancel()
 		}
