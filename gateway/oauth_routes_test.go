@@ -30,7 +30,8 @@ func newOAuthGateway(t *testing.T, cfg OAuthConfig) *testGateway {
 	}
 	t.Cleanup(func() { db.Close() })
 	ts := httptest.NewUnstartedServer(nil)
-	cfg.PublicURL = "http://" + ts.Listener.Addr().String()
+	// A PublicURL of "/root" in cfg means the gateway is published below that root path.
+	cfg.PublicURL = "http://" + ts.Listener.Addr().String() + cfg.PublicURL
 	cfg.Fetch.AllowLoopback = true
 	logs := &syncBuffer{}
 	s, err := New(Config{Store: db, MasterKey: testMasterKey, Logger: newTestLogger(logs), KeyCacheTTL: time.Minute,
