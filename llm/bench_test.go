@@ -3,6 +3,7 @@ package llm_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,51 +98,105 @@ func BenchmarkCompletion(b *testing.B) {
 	})
 }
 
-// BenchmarkReservePostgres measures one reservation and its settlement on Postgres, with
-// the server's synchronous_commit and with synchronous_commit=off for the gateway's
-// connections (a crash may then lose the last few hundred milliseconds of spend).
-func BenchmarkReservePostgres(b *testing.B) {
-	if newPostgres(b) == nil {
-		b.Skip("TOOLGATE_TEST_DATABASE_URL not set")
+// BenchmarkAdmissions measures how many admissions per second one key sustains through
+// the budget core: each of 16 or 64 clients reserves, then commits, over and over, as the
+// gateway does per request. The baseline is SQLite (in-process, one writer) in the same
+// run; each Postgres case also reports admissions/s as a ratio to it ("x-sqlite"). Postgres
+// runs with the server's synchronous commit ("sync", the default) and with
+// toolgate_budget_commit=async. Run with TOOLGATE_TEST_DATABASE_URL set:
+//
+//	go test -run '^$' -bench Admissions -benchtime 3s ./llm
+func BenchmarkAdmissions(b *testing.B) {
+	stores := []struct {
+		name string
+		open func(testing.TB) budget.Store
+	}{
+		{"sqlite", func(tb testing.TB) budget.Store { return newSQLite(tb) }},
+		{"postgres-sync", func(tb testing.TB) budget.Store { return orSkip(tb, newPostgres(tb)) }},
+		{"postgres-async", func(tb testing.TB) budget.Store {
+			return orSkip(tb, newPostgres(tb, postgres.BudgetCommitParam, "async"))
+		}},
 	}
-	b.Run("sync", func(b *testing.B) { benchReserve(b, newPostgres(b)) })
-	b.Run("async-commit", func(b *testing.B) { benchReserve(b, newPostgres(b, "synchronous_commit", "off")) })
+	for _, clients := range []int{16, 64} {
+		var baseline float64
+		for _, st := range stores {
+			b.Run(fmt.Sprintf("%s/clients=%d", st.name, clients), func(b *testing.B) {
+				rate := benchAdmissions(b, st.open(b), clients)
+				b.ReportMetric(rate, "admissions/s")
+				if st.name == "sqlite" {
+					baseline = rate
+				} else if baseline > 0 {
+					b.ReportMetric(rate/baseline, "x-sqlite")
+				}
+			})
+		}
+	}
 }
 
-func benchReserve(b *testing.B, pg *postgres.DB) {
-	m, err := budget.New(budget.Config{Store: pg})
+// orSkip skips the benchmark when Postgres is not configured.
+func orSkip(tb testing.TB, db *postgres.DB) budget.Store {
+	if db == nil {
+		tb.Skip("TOOLGATE_TEST_DATABASE_URL not set")
+	}
+	return db
+}
+
+// benchAdmissions runs b.N admissions (reserve, then commit) from clients goroutines
+// against one key whose budget fits exactly b.N of them, checks that all were admitted,
+// that the spend matches and that one more is refused, and returns admissions per second.
+func benchAdmissions(b *testing.B, st budget.Store, clients int) float64 {
+	m, err := budget.New(budget.Config{Store: st})
 	if err != nil {
 		b.Fatal(err)
 	}
-	max := 1e12
+	ctx := context.Background()
 	ref := store.BudgetRef{Scope: store.BudgetKey, ID: "bench"}
-	if err := pg.UpsertBudgetLimits(context.Background(), &store.Budget{BudgetRef: ref, MaxBudget: &max}); err != nil {
+	limit := float64(b.N) // each admission reserves 1 and spends 1
+	type limiter interface {
+		UpsertBudgetLimits(context.Context, *store.Budget) error
+		Budget(context.Context, store.BudgetRef) (*store.Budget, error)
+	}
+	ls := st.(limiter)
+	if err := ls.UpsertBudgetLimits(ctx, &store.Budget{BudgetRef: ref, MaxBudget: &limit}); err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	b.Run("reserve", func(b *testing.B) {
-		for b.Loop() {
-			r, err := m.Reserve(ctx, []store.BudgetRef{ref}, 0.01)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			_ = r.Commit(ctx, 0.01)
-			b.StartTimer()
-		}
-	})
-	b.Run("reserve-commit-16-clients", func(b *testing.B) {
-		b.SetParallelism(8) // 8 x GOMAXPROCS goroutines
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				r, err := m.Reserve(ctx, []store.BudgetRef{ref}, 0.01)
+	var next, admitted atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				r, err := m.Reserve(ctx, []store.BudgetRef{ref}, 1)
 				if err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
-				_ = r.Commit(ctx, 0.01)
+				admitted.Add(1)
+				if err := r.Commit(ctx, 1); err != nil {
+					b.Error(err)
+					return
+				}
 			}
-		})
-	})
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	bud, err := ls.Budget(ctx, ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := admitted.Load(); got != int64(b.N) || bud.Spend != float64(got) || bud.Reserved != 0 {
+		b.Fatalf("admitted %d of %d; spend %v reserved %v", got, b.N, bud.Spend, bud.Reserved)
+	}
+	var ee *budget.ExceededError
+	if _, err := m.Reserve(ctx, []store.BudgetRef{ref}, 1); !errors.As(err, &ee) {
+		b.Fatalf("reserve over a spent budget: %v, want ExceededError", err)
+	}
+	return float64(b.N) / elapsed.Seconds()
 }
 
 // TestLoad is the load run behind the README numbers: latency with one client and

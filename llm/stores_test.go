@@ -62,7 +62,10 @@ func newPostgres(t testing.TB, params ...string) *postgres.DB {
 	for i := 0; i+1 < len(params); i += 2 {
 		cfg.ConnConfig.RuntimeParams[params[i]] = params[i+1]
 	}
-	db := postgres.NewWithConfig(cfg)
+	db, err := postgres.NewWithConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

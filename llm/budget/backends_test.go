@@ -85,7 +85,10 @@ func newPostgres(t testing.TB) *postgres.DB {
 		t.Fatal(err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	db := postgres.NewWithConfig(cfg)
+	db, err := postgres.NewWithConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

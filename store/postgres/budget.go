@@ -122,114 +122,34 @@ func (db *DB) DeleteBudget(ctx context.Context, ref store.BudgetRef) error {
 	return notFoundIfNone(what, tag)
 }
 
-// reserveSQL is the whole reservation in one statement, hence one round trip and its own
-// transaction: record the reservation, then add the amount to every budget, creating missing
-// rows (which have no limit) and updating existing ones only where the amount still fits. The
-// conflict path locks each row and checks the limit against its latest committed version, so
-// concurrent reservations serialize per budget. Unless every budget took the amount,
-// toolgate_assert raises TG001 and the statement, reservation included, rolls back.
-const reserveSQL = `WITH res AS (
-	INSERT INTO budget_reservations (id, ref_scopes, ref_ids, amount, expires_at, created_at)
-	VALUES ($1, $2::text[], $3::text[], $4::numeric, $5, $6::timestamptz)
-	RETURNING id
-), upd AS (
-	INSERT INTO budgets AS b (scope, id, reserved, updated_at)
-	SELECT r.s, r.i, $4::numeric, $6::timestamptz
-	FROM unnest($7::text[], $8::text[]) WITH ORDINALITY AS r(s, i, n)
-	ORDER BY r.n
-	ON CONFLICT (scope, id) DO UPDATE SET reserved = b.reserved + excluded.reserved, updated_at = excluded.updated_at
-	WHERE b.max_budget IS NULL OR b.spend + b.reserved + excluded.reserved <= b.max_budget
-	RETURNING 1
-)
-SELECT toolgate_assert((SELECT count(*) FROM upd) = cardinality($7::text[]), 'budget exceeded')
-FROM res`
-
 // Reserve adds amount to Reserved on every ref, or on none when one of them would go over
-// its MaxBudget. It is one statement (see reserveSQL).
+// its MaxBudget. Concurrent reservations are applied in batches, one statement and one
+// commit each (see batch.go); the check and the change happen under the budget rows' locks,
+// so two reservations never both pass when only one fits, across replicas too.
 func (db *DB) Reserve(ctx context.Context, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
 	what := "reserve " + id
-	refs = uniqueRefs(refs)
-	scopes, ids := splitRefs(refs)
-	lockScopes, lockIDs := splitRefs(lockOrder(refs))
-	for attempt := 0; ; attempt++ {
-		err := retry(func() error {
-			var ok bool
-			return db.pool.QueryRow(ctx, reserveSQL, id, scopes, ids, amount, expiresAt, db.now(), lockScopes, lockIDs).Scan(&ok)
-		})
-		if pgCode(err) != "TG001" {
-			return mapErr(what, err)
-		}
-		// Refused. Name the first budget in refs order that does not fit now (compared in SQL,
-		// in exact numeric); if a concurrent settle made room meanwhile, try again.
-		be, err := db.refusal(ctx, refs, amount)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if be != nil {
-			return be
-		}
-		if attempt >= 3 {
-			return fmt.Errorf("%s: refused, but every budget fits when read back", what)
-		}
+	r := db.do(&budgetOp{ctx: ctx, id: id, refs: uniqueRefs(refs), amount: amount, expires: expiresAt})
+	switch {
+	case r.err != nil:
+		return mapErr(what, r.err)
+	case r.status == "exceeded" && r.exceeded != nil:
+		return r.exceeded
+	case r.status == "conflict":
+		return fmt.Errorf("%s: %w: reservation id in use", what, store.ErrConflict)
+	case r.status != "ok":
+		return fmt.Errorf("%s: unexpected batch status %q", what, r.status)
 	}
+	return nil
 }
-
-// refusal returns the first budget among refs that amount does not fit, or nil.
-func (db *DB) refusal(ctx context.Context, refs []store.BudgetRef, amount float64) (*store.BudgetExceededError, error) {
-	scopes, ids := splitRefs(refs)
-	rows, err := db.pool.Query(ctx, `SELECT r.n, b.scope, b.id, b.max_budget::float8, b.spend::float8, b.reserved::float8
-		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, i, n)
-		JOIN budgets b ON b.scope = r.s AND b.id = r.i
-		WHERE b.max_budget IS NOT NULL AND b.spend + b.reserved + $3::numeric > b.max_budget
-		ORDER BY r.n LIMIT 1`, scopes, ids, amount)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		return nil, rows.Err()
-	}
-	var (
-		n     int64
-		scope string
-		e     store.BudgetExceededError
-	)
-	if err := rows.Scan(&n, &scope, &e.ID, &e.MaxBudget, &e.Spend, &e.Reserved); err != nil {
-		return nil, err
-	}
-	e.Scope = store.BudgetScope(scope)
-	return &e, nil
-}
-
-// settleSQL closes a reservation in one statement: it deletes the reservation, takes its
-// amount off Reserved and adds the actual cost to Spend on its budgets. When the reservation
-// is gone ($1 not found), the cost goes to the refs passed instead ($2, $3). Budgets without a
-// row get one.
-const settleSQL = `WITH d AS (
-	DELETE FROM budget_reservations WHERE id = $1 RETURNING ref_scopes, ref_ids, amount
-), r AS (
-	SELECT u.s, u.i, d.amount FROM d, unnest(d.ref_scopes, d.ref_ids) AS u(s, i)
-	UNION ALL
-	SELECT u.s, u.i, 0 FROM unnest($2::text[], $3::text[]) AS u(s, i) WHERE NOT EXISTS (SELECT 1 FROM d)
-), upd AS (
-	UPDATE budgets b SET spend = b.spend + $4::numeric, reserved = GREATEST(b.reserved - r.amount, 0), updated_at = $5
-	FROM r WHERE b.scope = r.s AND b.id = r.i
-	RETURNING b.scope, b.id
-)
-INSERT INTO budgets AS b (scope, id, spend, updated_at)
-SELECT r.s, r.i, $4::numeric, $5 FROM r
-WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.scope = r.s AND upd.id = r.i)
-ON CONFLICT (scope, id) DO UPDATE SET spend = b.spend + excluded.spend, updated_at = excluded.updated_at`
 
 // Settle closes reservation id and charges actual to its budgets (or to refs when the
-// reservation is gone). It is one statement (see settleSQL).
+// reservation is gone), batched like Reserve.
 func (db *DB) Settle(ctx context.Context, id string, refs []store.BudgetRef, actual float64) error {
-	scopes, ids := splitRefs(lockOrder(uniqueRefs(refs)))
-	err := retry(func() error {
-		_, err := db.pool.Exec(ctx, settleSQL, id, scopes, ids, actual, db.now())
-		return err
-	})
-	return mapErr("settle "+id, err)
+	r := db.do(&budgetOp{ctx: ctx, settle: true, id: id, refs: uniqueRefs(refs), amount: actual})
+	if r.err == nil && r.status != "ok" {
+		r.err = fmt.Errorf("unexpected batch status %q", r.status)
+	}
+	return mapErr("settle "+id, r.err)
 }
 
 // ReleaseExpired releases reservations whose expiry is before now.

@@ -43,7 +43,10 @@ func newOAuthStore(t testing.TB) store.OAuthStore {
 		t.Fatal(err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	db := postgres.NewWithConfig(cfg)
+	db, err := postgres.NewWithConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}

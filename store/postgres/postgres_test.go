@@ -4,8 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,7 +48,7 @@ func adminExec(tb testing.TB, url, sql string) {
 
 // newDB opens a store in a fresh schema of its own, dropped when the test ends, so tests
 // running in parallel never see each other's rows.
-func newDB(tb testing.TB) *postgres.DB {
+func newDB(tb testing.TB, params ...string) *postgres.DB {
 	tb.Helper()
 	url := testURL(tb)
 	var b [8]byte
@@ -56,7 +62,13 @@ func newDB(tb testing.TB) *postgres.DB {
 		tb.Fatal(err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	db := postgres.NewWithConfig(cfg)
+	for i := 0; i+1 < len(params); i += 2 {
+		cfg.ConnConfig.RuntimeParams[params[i]] = params[i+1]
+	}
+	db, err := postgres.NewWithConfig(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := db.Open(tb.Context()); err != nil {
 		tb.Fatalf("open: %v", err)
 	}
@@ -83,4 +95,75 @@ func BenchmarkReserveSettle(b *testing.B) {
 	newStore := func(tb testing.TB) store.Store { return newDB(tb) }
 	b.Run("serial", func(b *testing.B) { storetest.BenchReserveSettle(b, newStore, false) })
 	b.Run("parallel", func(b *testing.B) { storetest.BenchReserveSettle(b, newStore, true) })
+}
+
+func TestBudgetCommitParam(t *testing.T) {
+	tests := []struct {
+		url     string
+		wantErr bool
+	}{
+		{"postgres://u@127.0.0.1/db", false},
+		{"postgres://u@127.0.0.1/db?toolgate_budget_commit=sync", false},
+		{"postgres://u@127.0.0.1/db?toolgate_budget_commit=async&application_name=tg", false},
+		{"postgres://u@127.0.0.1/db?toolgate_budget_commit=off", true},
+	}
+	for _, tc := range tests {
+		_, err := postgres.New(tc.url)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("New(%q): err %v, want error %v", tc.url, err, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "toolgate_budget_commit") {
+			t.Errorf("New(%q): error %q does not name the parameter", tc.url, err)
+		}
+	}
+}
+
+// TestBudgetAsyncCommit runs the budget behaviour that matters most on the async-commit
+// path: concurrent reservations against a budget that fits exactly some of them.
+func TestBudgetAsyncCommit(t *testing.T) {
+	db := newDB(t, postgres.BudgetCommitParam, "async")
+	ctx := t.Context()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+	limit := 37.0
+	if err := db.UpsertBudgetLimits(ctx, &store.Budget{BudgetRef: key, MaxBudget: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg       sync.WaitGroup
+		admitted atomic.Int64
+	)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("r%d", i)
+			err := db.Reserve(ctx, id, []store.BudgetRef{key, {Scope: store.BudgetTag, ID: "t"}}, 1, time.Now().Add(time.Minute))
+			var be *store.BudgetExceededError
+			switch {
+			case err == nil:
+				admitted.Add(1)
+				if err := db.Settle(ctx, id, nil, 1); err != nil {
+					t.Error(err)
+				}
+			case errors.As(err, &be):
+				if be.Scope != store.BudgetKey || be.ID != "k" {
+					t.Errorf("refused by %s %s, want the key", be.Scope, be.ID)
+				}
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b, err := db.Budget(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admitted.Load() != 37 || b.Spend != 37 || b.Reserved != 0 {
+		t.Errorf("admitted %d, spend %v, reserved %v; want 37, 37, 0", admitted.Load(), b.Spend, b.Reserved)
+	}
+	tag, err := db.Budget(ctx, store.BudgetRef{Scope: store.BudgetTag, ID: "t"})
+	if err != nil || tag.Spend != 37 || tag.Reserved != 0 {
+		t.Errorf("tag budget %+v %v: want spend 37 (created on first use, no limit)", tag, err)
+	}
 }
