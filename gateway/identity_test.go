@@ -476,6 +476,14 @@ func TestGuardRouteConfusion(t *testing.T) {
 		"/health/liveliness/../../user/new",
 		"/v1/mcp/toolsetx",
 		"/toolsets/x/mcp",
+		// dot segments that would clean to a public route
+		"/key/generate/../../health/liveliness",
+		"/user/new/../../.well-known/oauth-protected-resource",
+		// paths that contain an LLM route name
+		"/admin/v1/chat/completions",
+		"/v1/chat/completions/../../../user/new",
+		"/openai/chat/completions",
+		"/chat/completionsx",
 	} {
 		req := httptest.NewRequest("POST", "/", strings.NewReader(`{}`))
 		req.URL.Path = path
