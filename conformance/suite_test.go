@@ -177,10 +177,33 @@ func TestConformanceSuite(t *testing.T) {
 			record(sd.name, res)
 		}
 	}
+	// A scenario that is not listed but failed a full run on one side is retried alone once
+	// on that side before it is judged: the suite's own timing (a notification racing its
+	// response, a slow Node start) must not turn CI red at random. A failure that repeats is
+	// real. Retries are shown in the table and kept apart from the full-run counts.
+	retried := map[string]map[string]*scenarioTally{}
+	for _, sd := range sides {
+		for _, s := range order {
+			if expected[s] || get(tally, sd.name, s).fail == 0 {
+				continue
+			}
+			res, _, err := r.run(ctx, sd.url, s)
+			if retried[sd.name] == nil {
+				retried[sd.name] = map[string]*scenarioTally{}
+			}
+			rt := &scenarioTally{}
+			retried[sd.name][s] = rt
+			if err == nil && len(res) == 1 && res[0].ok {
+				rt.pass++
+			} else {
+				rt.fail++
+			}
+		}
+	}
 	// Listed scenarios are flaky upstream: rerun them alone until each side has shown what
 	// matters: direct, both a failure (else the entry is stale) and a pass (else there is
 	// nothing to hold the gateway to); through toolgate, a pass whenever direct had one.
-	const extra = 15
+	const extra = 20
 	for s := range expected {
 		d := get(tally, "direct", s)
 		for i := 0; i < extra && (d.fail == 0 || d.pass == 0); i++ {
@@ -203,9 +226,9 @@ func TestConformanceSuite(t *testing.T) {
 		}
 	}
 
-	problems := compareSides(order, tally, expected, directOnly)
+	problems := compareSides(order, tally, retried, expected, directOnly)
 
-	table := conformanceTable(order, tally, expected, directOnly, runs)
+	table := conformanceTable(order, tally, retried, expected, directOnly, runs)
 	fmt.Println(table)
 	_ = os.WriteFile(filepath.Join(outDir, "table.md"), []byte(table), 0o644)
 	if !directOnly {
@@ -214,6 +237,7 @@ func TestConformanceSuite(t *testing.T) {
 			"Official suite `@modelcontextprotocol/conformance` 0.1.16, server scenarios (active suite), " +
 			"against mcp-go v1.2.1's `examples/conformance` fixture, directly and through toolgate's single-server route " +
 			"`/mcp/fixture` (keyless opt-in; gateway: " + gatewayKind() + "). Each side ran the whole suite " + strconv.Itoa(runs) + " times; " +
+			"any other scenario that failed a run on one side was retried alone once there before being judged; " +
 			"scenarios in `expected-failures.yml` were rerun alone up to " + strconv.Itoa(extra) + " more times.\n\n" + table
 		if len(problems) > 0 {
 			doc += "\nProblems (the run failed):\n\n- " + strings.Join(problems, "\n- ") + "\n"
@@ -231,22 +255,32 @@ func TestConformanceSuite(t *testing.T) {
 }
 
 // compareSides applies the rules: a scenario not listed in expected-failures.yml must pass
-// every run on both sides; a listed one must fail direct at least once (else the entry is
-// stale) and, if it ever passes direct, pass through toolgate at least once. order lists the
-// scenarios the suite ran; tally holds the "direct" and "through toolgate" counts.
-func compareSides(order []string, tally map[string]map[string]*scenarioTally, expected map[string]bool, directOnly bool) []string {
+// every run on both sides, except that a failed run is forgiven when the scenario, retried
+// alone once on that side (retried), passed; a listed one must fail direct at least once
+// (else the entry is stale) and, if it ever passes direct, pass through toolgate at least
+// once. order lists the scenarios the suite ran; tally holds the "direct" and "through
+// toolgate" counts of the full runs (and the listed scenarios' reruns).
+func compareSides(order []string, tally, retried map[string]map[string]*scenarioTally, expected map[string]bool, directOnly bool) []string {
 	var problems []string
 	seen := map[string]bool{}
+	// ok: the side passed every full run, or passed its retry.
+	ok := func(side, s string) bool {
+		t := get(tally, side, s)
+		if t.pass+t.fail == 0 {
+			return false
+		}
+		return t.fail == 0 || get(retried, side, s).pass > 0
+	}
 	for _, s := range order {
 		seen[s] = true
 		d := get(tally, "direct", s)
 		th := get(tally, "through toolgate", s)
 		if !expected[s] {
 			switch {
-			case d.fail > 0 || d.pass == 0:
-				problems = append(problems, fmt.Sprintf("%s fails direct (%s) but is not in %s", s, d, expectedFailuresFile))
-			case !directOnly && (th.fail > 0 || th.pass == 0):
-				problems = append(problems, fmt.Sprintf("%s passes direct but is %s through toolgate", s, th))
+			case !ok("direct", s):
+				problems = append(problems, fmt.Sprintf("%s fails direct (%s%s) but is not in %s", s, d, retryNote(retried, "direct", s), expectedFailuresFile))
+			case !directOnly && !ok("through toolgate", s):
+				problems = append(problems, fmt.Sprintf("%s passes direct but is %s%s through toolgate", s, th, retryNote(retried, "through toolgate", s)))
 			}
 			continue
 		}
@@ -270,6 +304,18 @@ func compareSides(order []string, tally map[string]map[string]*scenarioTally, ex
 	return problems
 }
 
+// retryNote describes a scenario's solo retry on side, if it had one.
+func retryNote(retried map[string]map[string]*scenarioTally, side, s string) string {
+	t := get(retried, side, s)
+	switch {
+	case t.pass > 0:
+		return ", passed when retried alone"
+	case t.fail > 0:
+		return ", failed again when retried alone"
+	}
+	return ""
+}
+
 // gatewayKind says how the gateway under test ran.
 func gatewayKind() string {
 	if b := os.Getenv("TOOLGATE_BIN"); b != "" {
@@ -286,15 +332,16 @@ func get(tally map[string]map[string]*scenarioTally, side, s string) scenarioTal
 }
 
 // conformanceTable renders "scenario | direct | through toolgate" as Markdown.
-func conformanceTable(order []string, tally map[string]map[string]*scenarioTally, expected map[string]bool, directOnly bool, runs int) string {
+func conformanceTable(order []string, tally, retried map[string]map[string]*scenarioTally, expected map[string]bool, directOnly bool, runs int) string {
 	var b strings.Builder
 	b.WriteString("| scenario | direct | through toolgate |\n|---|---|---|\n")
 	dp, tp := 0, 0
 	for _, s := range order {
 		d := get(tally, "direct", s)
+		dc := d.String() + retryNote(retried, "direct", s)
 		th := "skipped"
 		if !directOnly {
-			th = get(tally, "through toolgate", s).String()
+			th = get(tally, "through toolgate", s).String() + retryNote(retried, "through toolgate", s)
 		}
 		note := ""
 		if expected[s] {
@@ -306,7 +353,7 @@ func conformanceTable(order []string, tally map[string]map[string]*scenarioTally
 		if tt := get(tally, "through toolgate", s); tt.fail == 0 && tt.pass > 0 {
 			tp++
 		}
-		fmt.Fprintf(&b, "| %s%s | %s | %s |\n", s, note, d, th)
+		fmt.Fprintf(&b, "| %s%s | %s | %s |\n", s, note, dc, th)
 	}
 	fmt.Fprintf(&b, "\nScenarios passing every run: direct %d/%d, through toolgate %d/%d (runs per side: %d).\n",
 		dp, len(order), tp, len(order), runs)
