@@ -198,15 +198,19 @@ func TestAllowServer(t *testing.T) {
 	}
 }
 
-// TestMatrix runs every combination of key x team x org x requested toolset x blocked x
-// network over every server and tool, and checks the policy against a direct, slow
-// reading of the rule in the package comment.
+// TestMatrix runs every combination of key x team x org x requested toolset x blocked (on
+// each level) x network x admin over every server and tool, and checks Allow, Explain and
+// AllowServer against a direct, slow reading of the rule in the package comment.
 func TestMatrix(t *testing.T) {
 	pol := NewPolicy([]*store.Toolset{tsA2, tsB1})
 	perms := []*store.ObjectPermission{nil, permEmpty, permA, permAB, permB, permDev, permA1, permTSA2, permTSBoth, permGhost}
 	servers := []*Server{srvA, srvB, srvI, srvAK, srvR}
 	tools := []string{"t1", "t2"}
-	blocks := [][]string{nil, {"t1"}, {"alpha-t2"}}
+	type block struct {
+		level int // 0 key, 1 team, 2 org
+		tools []string
+	}
+	blocks := []block{{}, {0, []string{"t1"}}, {1, []string{"alpha-t2"}}, {2, []string{"t1"}}, {2, []string{"id-b-t2"}}}
 	toolsetReqs := []string{"", "ts-a2", "ts-b1"}
 	n := 0
 	for _, kp := range perms {
@@ -217,14 +221,15 @@ func TestMatrix(t *testing.T) {
 						for _, internal := range []bool{false, true} {
 							for _, admin := range []bool{false, true} {
 								c := caller(kp, tp, orgp)
-								if len(blk) > 0 {
-									// blocked tools ride on the org level, leaving its grants as they are
+								if len(blk.tools) > 0 {
+									// blocked tools ride on one level, leaving its grants as they are
+									l := []*Level{&c.Key, &c.Owner, &c.Org}[blk.level]
 									var o store.ObjectPermission
-									if orgp != nil {
-										o = *orgp
+									if l.Permission != nil {
+										o = *l.Permission
 									}
-									o.BlockedTools = blk
-									c.Org.Permission = &o
+									o.BlockedTools = blk.tools
+									l.Permission = &o
 								}
 								c.Toolset, c.Internal, c.Admin = req, internal, admin
 								s, err := pol.Compile(c)
@@ -236,6 +241,10 @@ func TestMatrix(t *testing.T) {
 									continue
 								}
 								for _, srv := range servers {
+									n++
+									if got, want := s.AllowServer(srv), refAllowServer(c, srv); got != want {
+										t.Fatalf("%s on %s: AllowServer = %v, want %v; chain %+v", describe(c), srv.Name, got, want, s.Explain(srv, "").Chain)
+									}
 									for _, tool := range tools {
 										n++
 										want := refAllow(c, srv, tool)
@@ -244,6 +253,10 @@ func TestMatrix(t *testing.T) {
 										}
 										if got := s.Explain(srv, tool).Allowed; got != want {
 											t.Fatalf("%s on %s/%s: Explain = %v, want %v", describe(c), srv.Name, tool, got, want)
+										}
+										// A tool the subject may use is on a server it can see.
+										if want && !s.AllowServer(srv) {
+											t.Fatalf("%s: %s/%s allowed on an invisible server", describe(c), srv.Name, tool)
 										}
 									}
 								}
@@ -319,6 +332,63 @@ func refGrants(p *store.ObjectPermission, srv *Server, tool string) bool {
 		}
 	}
 	return false
+}
+
+// refGrantsServer reports whether a non-empty level grants srv at all: whole, through
+// tool permissions, or through one of its toolsets.
+func refGrantsServer(p *store.ObjectPermission, srv *Server) bool {
+	for _, n := range []string{srv.ID, srv.Name} {
+		if slices.Contains(p.MCPServers, n) || len(p.MCPToolPermissions[n]) > 0 {
+			return true
+		}
+	}
+	for _, g := range srv.AccessGroups {
+		if slices.Contains(p.MCPAccessGroups, g) {
+			return true
+		}
+	}
+	for _, id := range p.MCPToolsets {
+		if ts, ok := refToolsets[id]; ok {
+			for _, r := range ts.Tools {
+				if r.ServerID == srv.ID || r.ServerID == srv.Name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// refAllowServer: a server is visible when every non-empty level grants it at all (and one
+// level is non-empty), or the caller is an admin or the server allows all keys; the
+// requested toolset has a tool on it; and the network allows it. Blocked tools and
+// allowed_tools do not hide a server.
+func refAllowServer(c Caller, srv *Server) bool {
+	if !c.Admin && !srv.AllowAllKeys {
+		any := false
+		for _, p := range []*store.ObjectPermission{c.Key.Permission, c.Owner.Permission, c.Org.Permission} {
+			if refEmpty(p) {
+				continue
+			}
+			any = true
+			if !refGrantsServer(p, srv) {
+				return false
+			}
+		}
+		if !any {
+			return false
+		}
+	}
+	if c.Toolset != "" {
+		in := false
+		for _, r := range refToolsets[c.Toolset].Tools {
+			in = in || r.ServerID == srv.ID || r.ServerID == srv.Name
+		}
+		if !in {
+			return false
+		}
+	}
+	return srv.Public || c.Internal
 }
 
 func refAllow(c Caller, srv *Server, tool string) bool {
