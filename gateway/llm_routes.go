@@ -48,6 +48,7 @@ var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/e
 //	litellm_settings:
 //	  budget_alert_webhook: https://...    # soft_budget crossings are POSTed here
 func (s *Server) llmRoutes(mux *http.ServeMux) {
+	s.budgetRoutes(mux)
 	rt, err := s.newLLMRuntime()
 	if err != nil {
 		// New cannot fail from here; refuse the LLM routes loudly instead.
