@@ -67,19 +67,24 @@ func (s *Server) accessLog(r *http.Request, st *requestState, rw *statusWriter, 
 		route = "class:" + s.classify(r).String()
 	}
 	d := time.Since(start)
+	nameSpan(r, route, st.id)
 	s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
 	s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
-	s.log.InfoContext(r.Context(), "request",
+	attrs := []any{
 		"request_id", st.id,
 		"method", r.Method,
 		"path", r.URL.Path,
 		"route", route,
 		"status", status,
 		"bytes", rw.bytes,
-		"duration_ms", float64(d.Microseconds())/1000,
+		"duration_ms", float64(d.Microseconds()) / 1000,
 		"principal", st.principal.subject(),
 		"remote", r.RemoteAddr,
-	)
+	}
+	if id := traceID(r); id != "" {
+		attrs = append(attrs, "trace_id", id)
+	}
+	s.log.InfoContext(r.Context(), "request", attrs...)
 }
 
 // requestState is what the outer middleware learns about a request from the inner layers.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolgate/toolgate/gateway/federation"
 	"github.com/toolgate/toolgate/gateway/upstream"
@@ -67,8 +68,13 @@ type Config struct {
 	// an admin credential.
 	MetricsPublic bool
 
-	// HTTPClient is used for upstream MCP connections. If nil, the upstream pool's default.
+	// HTTPClient is used for upstream MCP connections. If nil, a client whose dialer refuses
+	// link-local and cloud metadata addresses (unless AllowPrivateUpstreams) at connect time.
 	HTTPClient *http.Client
+	// TracerProvider, if set, traces every request (continuing a caller's traceparent) and
+	// every upstream HTTP request as its child, sending traceparent upstream. If nil, no
+	// tracing.
+	TracerProvider trace.TracerProvider
 	// CallTimeout bounds one upstream tool call. If zero, the pool's default (60s).
 	CallTimeout time.Duration
 	// ListTimeout bounds one upstream list call. If zero, the pool's default (5s).
@@ -141,6 +147,7 @@ type Server struct {
 
 	handler http.Handler
 	pool    *upstream.Pool
+	ownHC   *http.Client // the upstream client New made, closed by Close; nil for Config.HTTPClient
 	fed     *federation.Federation
 
 	// Set by the route functions of other work (identity, oauth, llm) during New.
@@ -234,9 +241,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.llmRoutes(mux)
 
+	upstreamHC, ownHC := s.upstreamClient()
+	s.ownHC = ownHC
 	s.pool = upstream.New(upstream.Config{
 		Logger:        s.log.With("component", "upstream"),
-		HTTPClient:    cfg.HTTPClient,
+		HTTPClient:    upstreamHC,
 		CallTimeout:   cfg.CallTimeout,
 		ListTimeout:   cfg.ListTimeout,
 		OnListChanged: s.listChanged,
@@ -263,7 +272,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.fed = fed
-	s.handler = s.middleware(mux)
+	s.handler = s.traced(s.middleware(mux))
 	return s, nil
 }
 
@@ -395,6 +404,9 @@ func (s *Server) Close() error {
 	// Sessions and upstreams first, which ends the calls still running; then wait for
 	// their handlers to record them, so the spend log flush below has every row.
 	errs := []error{s.fed.Close(), s.pool.Close()}
+	if s.ownHC != nil {
+		s.ownHC.CloseIdleConnections()
+	}
 	s.waitIdle(closeWait)
 	return errors.Join(append(errs, s.llmClose())...)
 }
