@@ -37,6 +37,7 @@ type Config struct {
 	AllowedOrigins        []string      // general_settings.allowed_origins
 	ShutdownGrace         time.Duration // general_settings.shutdown_grace, TOOLGATE_SHUTDOWN_GRACE; default 15s
 	LogLevel              string        // TOOLGATE_LOG_LEVEL: debug, info, warn, error; default info
+	Tracing               bool          // litellm_settings.callbacks: [otel] or OTEL_EXPORTER_OTLP_ENDPOINT; default off
 
 	OAuth             gateway.OAuthConfig // general_settings: public_url, authorization_server, jwt_auth, ...
 	TrustForwardedFor bool                // general_settings.use_x_forwarded_for
@@ -149,6 +150,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		}
 	}
 	errs = append(errs, applyEnv(&cfg, getenv))
+	cfg.Tracing = tracingWanted(cfg.LiteLLMSettings, getenv)
 	if set["host"] {
 		cfg.Host = *host
 	}

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/toolgate/toolgate/gateway"
 	"github.com/toolgate/toolgate/store"
 	"github.com/toolgate/toolgate/store/postgres"
@@ -104,6 +107,7 @@ type Main struct {
 
 	store store.Store
 	gw    *gateway.Server
+	tp    *sdktrace.TracerProvider // nil unless tracing is configured
 	http  *http.Server
 	done  chan error
 
@@ -143,7 +147,16 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = db
+	var tp trace.TracerProvider // stays a nil interface when tracing is off
+	if cfg.Tracing {
+		if m.tp, err = newTracerProvider(ctx); err != nil {
+			return err
+		}
+		tp = m.tp
+		m.Logger.Info("OpenTelemetry tracing on (OTLP/HTTP)")
+	}
 	gw, err := gateway.New(gateway.Config{
+		TracerProvider:        tp,
 		Store:                 db,
 		Logger:                m.Logger,
 		MasterKey:             cfg.MasterKey,
@@ -241,6 +254,13 @@ func (m *Main) Close() error {
 		}
 		if m.gw != nil {
 			errs = append(errs, m.gw.Close())
+		}
+		if m.tp != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := m.tp.Shutdown(ctx); err != nil {
+				m.Logger.Warn("flush traces", "err", err)
+			}
+			cancel()
 		}
 		if m.store != nil {
 			errs = append(errs, m.store.Close())

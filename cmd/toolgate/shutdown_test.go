@@ -340,3 +340,63 @@ func spendRows(rows []*store.SpendLog) string {
 	}
 	return fmt.Sprintf("%d rows: %s", len(rows), b.String())
 }
+
+// TestTracesExported: with tracing on, spans reach the OTLP/HTTP endpoint named by
+// OTEL_EXPORTER_OTLP_ENDPOINT, at the latest when the Main closes.
+func TestTracesExported(t *testing.T) {
+	got := make(chan string, 16)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if len(b) > 0 {
+			got <- r.Method + " " + r.URL.Path
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	cfg := defaultConfig()
+	cfg.Host, cfg.Port = "127.0.0.1", 0
+	cfg.MasterKey = "sk-trace-export-test"
+	cfg.DatabaseURL = "sqlite:" + filepath.Join(t.TempDir(), "t.db")
+	cfg.Tracing = tracingWanted(nil, os.Getenv)
+	if !cfg.Tracing {
+		t.Fatal("OTEL_EXPORTER_OTLP_ENDPOINT did not turn tracing on")
+	}
+	m := mustRunMain(t, cfg)
+	if code, _ := get(t, "http://"+m.Addr+"/health/readiness", ""); code != 200 {
+		t.Fatalf("readiness: %d", code)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if req != "POST /v1/traces" {
+			t.Errorf("collector got %s, want POST /v1/traces", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no spans reached the OTLP endpoint")
+	}
+}
+
+func TestTracingWanted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		litellm map[string]any
+		env     map[string]string
+		want    bool
+	}{
+		{"default off", nil, nil, false},
+		{"litellm otel callback", map[string]any{"callbacks": []any{"prometheus", "otel"}}, nil, true},
+		{"otlp endpoint", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, true},
+		{"traces endpoint", nil, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, true},
+		{"sdk disabled", map[string]any{"callbacks": []any{"otel"}}, map[string]string{"OTEL_SDK_DISABLED": "true"}, false},
+		{"other callbacks only", map[string]any{"callbacks": []any{"langfuse"}}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tracingWanted(tc.litellm, env(tc.env)); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
