@@ -115,3 +115,59 @@ func TestExplainMatchesMCP(t *testing.T) {
 	}
 	t.Logf("%d verdicts compared with tools/list and tools/call (%d allowed)", checked, allowed)
 }
+
+// TestMasterKeyFollowsExplain: the master key is an admin like a proxy_admin user's key: it
+// passes the grant levels, but a requested toolset narrows it, a server's allowed_tools
+// bind it and an internal-only server is hidden from it outside, as explain says.
+func TestMasterKeyFollowsExplain(t *testing.T) {
+	alpha := newUpstream(t, "alpha", "t1", "t2", "t3") // t3 is outside allowed_tools
+	intra := newUpstream(t, "intra", "t1")
+	g := newTestGateway(t, func(c *Config) {
+		c.TrustForwardedFor = true
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		c.MCPServers = []*store.MCPServer{
+			{Name: "alpha", URL: alpha, AvailableOnPublicInternet: true, AllowedTools: []string{"t1", "t2"}},
+			{Name: "intra", URL: intra},
+		}
+	})
+	waitFor(t, "two upstreams healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Count(string(r.body), `"status":"healthy"`) == 2
+	})
+	must(t, g.admin(t, "POST", "/v1/mcp/toolset", map[string]any{"toolset_name": "a1",
+		"tools": []map[string]any{{"server_id": "alpha", "tool_name": "t1"}}}), 200)
+	for _, tc := range []struct {
+		name, toolset, xff string
+		want               []string
+	}{
+		{"internal: allowed_tools bind", "", "", []string{"alpha-t1", "alpha-t2", "intra-t1"}},
+		{"toolset header narrows", "a1", "", []string{"alpha-t1"}},
+		{"external: internal-only server hidden", "", "203.0.113.9", []string{"alpha-t1", "alpha-t2"}},
+	} {
+		h := map[string]string{"Authorization": "Bearer " + testMasterKey}
+		if tc.toolset != "" {
+			h["x-mcp-toolset-id"] = tc.toolset
+		}
+		if tc.xff != "" {
+			h["X-Forwarded-For"] = tc.xff
+		}
+		c := dialMCP(t, g.url+"/mcp", false, h)
+		if got := toolNamesOf(t, c); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+		for _, name := range []string{"alpha-t2", "alpha-t3", "intra-t1"} {
+			server, tool, _ := strings.Cut(name, "-")
+			q := url.Values{"server": {server}, "tool": {tool}, "internal": {fmt.Sprint(tc.xff == "")}}
+			if tc.toolset != "" {
+				q.Set("toolset", tc.toolset)
+			}
+			ex := must(t, g.admin(t, "GET", "/v1/mcp/access/explain?"+q.Encode(), nil), 200)
+			if listed := slices.Contains(tc.want, name); ex["allowed"] != listed {
+				t.Errorf("%s: explain %s allowed=%v, listed=%v", tc.name, name, ex["allowed"], listed)
+			}
+			if ok := callRefused(t, c, name) == ""; ok != slices.Contains(tc.want, name) {
+				t.Errorf("%s: call %s succeeded=%v", tc.name, name, ok)
+			}
+		}
+	}
+}

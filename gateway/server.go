@@ -466,7 +466,10 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorizer applies the identity work's permissions (s.authorizer) and the rules the
-// gateway owns: the master key sees everything, an anonymous caller only keyless servers.
+// gateway owns: an anonymous caller sees only keyless servers; without s.authorizer the
+// master key sees everything. With it, the master key is an admin there like a proxy_admin
+// user's key (past the grant levels, still narrowed by x-mcp-toolset-id and network
+// scope), so that what it sees is what the explain route reports.
 type authorizer struct{ s *Server }
 
 func (a authorizer) AllowServer(ctx context.Context, server string) bool {
@@ -476,7 +479,7 @@ func (a authorizer) AllowServer(ctx context.Context, server string) bool {
 		return false
 	case p.Kind == KindAnonymous:
 		return a.s.isKeyless(server)
-	case p.Kind == KindMaster:
+	case p.Kind == KindMaster && a.s.authorizer == nil:
 		return true
 	case a.s.authorizer != nil:
 		return a.s.authorizer.AllowServer(ctx, server)
@@ -491,7 +494,7 @@ func (a authorizer) AllowTool(ctx context.Context, server, tool string) bool {
 		return false
 	case p.Kind == KindAnonymous:
 		return a.s.isKeyless(server)
-	case p.Kind == KindMaster:
+	case p.Kind == KindMaster && a.s.authorizer == nil:
 		return true
 	case a.s.authorizer != nil:
 		return a.s.authorizer.AllowTool(ctx, server, tool)
