@@ -7,10 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolgate/toolgate/store"
 )
@@ -363,6 +367,91 @@ func TestRESTCallByServer(t *testing.T) {
 		r := g.as(t, key, "POST", "/mcp-rest/tools/call", tc.body)
 		if r.status != tc.status || r.errorField(t, "param") != tc.param {
 			t.Errorf("call %v: got %d %s, want %d naming %s", tc.body, r.status, r.body, tc.status, tc.param)
+		}
+	}
+}
+
+// newRichUpstream is newUpstream with one tool "t", one resource "res://doc" and one
+// prompt "p".
+func newRichUpstream(t *testing.T, name string) string {
+	t.Helper()
+	s := server.NewMCPServer(name, "1.0.0", server.WithToolCapabilities(true), server.WithResourceCapabilities(false, true), server.WithPromptCapabilities(true))
+	s.AddTool(mcp.NewTool("t"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText(name), nil
+	})
+	s.AddResource(mcp.NewResource("res://doc", "doc", mcp.WithMIMEType("text/plain")),
+		func(context.Context, mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: "res://doc", MIMEType: "text/plain", Text: name}}, nil
+		})
+	s.AddPrompt(mcp.NewPrompt("p"), func(context.Context, mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []mcp.PromptMessage{mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent(name))}}, nil
+	})
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/mcp"
+}
+
+// TestNetworkScopeResourcesPrompts: resources and prompts of an internal-only server are
+// neither listed nor readable for an external caller on /mcp, and are for an internal one.
+func TestNetworkScopeResourcesPrompts(t *testing.T) {
+	pub, intra := newRichUpstream(t, "pub"), newRichUpstream(t, "intra")
+	g := newTestGateway(t, func(c *Config) {
+		c.TrustForwardedFor = true
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		c.MCPServers = []*store.MCPServer{{Name: "pub", URL: pub, AvailableOnPublicInternet: true}, {Name: "intra", URL: intra}}
+	})
+	waitFor(t, "two upstreams healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Count(string(r.body), `"status":"healthy"`) == 2
+	})
+	k := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"object_permission": map[string]any{"mcp_servers": []string{"pub", "intra"}}}), 200)
+	for _, tc := range []struct {
+		xff      string
+		internal bool
+	}{{"", true}, {"203.0.113.9", false}} {
+		h := map[string]string{"Authorization": "Bearer " + k["key"].(string)}
+		if tc.xff != "" {
+			h["X-Forwarded-For"] = tc.xff
+		}
+		for _, legacy := range []bool{false, true} {
+			c := dialMCP(t, g.url+"/mcp", legacy, h)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			rl, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var uris, prompts []string
+			for _, r := range rl.Resources {
+				uris = append(uris, r.URI)
+			}
+			for _, p := range pl.Prompts {
+				prompts = append(prompts, p.Name)
+			}
+			wantURIs, wantPrompts := []string{"toolgate://pub/res://doc"}, []string{"pub-p"}
+			if tc.internal {
+				wantURIs, wantPrompts = append(wantURIs, "toolgate://intra/res://doc"), append(wantPrompts, "intra-p")
+			}
+			slices.Sort(uris)
+			slices.Sort(prompts)
+			slices.Sort(wantURIs)
+			slices.Sort(wantPrompts)
+			if !slices.Equal(uris, wantURIs) || !slices.Equal(prompts, wantPrompts) {
+				t.Errorf("internal=%v legacy=%v: resources %v prompts %v, want %v %v", tc.internal, legacy, uris, prompts, wantURIs, wantPrompts)
+			}
+			read := mcp.ReadResourceRequest{}
+			read.Params.URI = "toolgate://intra/res://doc"
+			_, rerr := c.ReadResource(ctx, read)
+			get := mcp.GetPromptRequest{}
+			get.Params.Name = "intra-p"
+			_, perr := c.GetPrompt(ctx, get)
+			cancel()
+			if (rerr == nil) != tc.internal || (perr == nil) != tc.internal {
+				t.Errorf("internal=%v legacy=%v: read intra resource err=%v, get intra prompt err=%v", tc.internal, legacy, rerr, perr)
+			}
 		}
 	}
 }
