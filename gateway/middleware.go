@@ -14,7 +14,7 @@ import (
 const maxRequestIDLen = 128
 
 // middleware wraps the mux with what every route shares, outermost first: request id,
-// access log and metrics, panic recovery, body limit, admission.
+// access log and metrics, panic recovery, body limit, CORS, admission.
 func (s *Server) middleware(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -50,6 +50,9 @@ func (s *Server) middleware(mux http.Handler) http.Handler {
 		}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)
+		}
+		if s.cors(rw, r) {
+			return // a preflight, answered before admission
 		}
 		s.admit(mux).ServeHTTP(rw, r)
 	})
