@@ -285,3 +285,43 @@ func TestRebindingJSON(t *testing.T) {
 		t.Errorf("got %d %+v, want 403 JSON naming Host", resp.StatusCode, body)
 	}
 }
+
+// TestResourceSubscriptionOverSSE: a legacy SSE session subscribes with the federated URI,
+// gets the update on its stream, and its subscription ends with the stream.
+func TestResourceSubscriptionOverSSE(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	up := newWatchedUpstream(t)
+	_, ts := realFederation(t, Config{}, upstream.Spec{Name: "w", URL: up.URL})
+	c, err := client.NewSSEMCPClient(ts.URL+"/mcp/sse", client.WithHeaders(map[string]string{"X-Test-Principal": "p"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+	if err != nil || len(res.Resources) != 1 {
+		t.Fatalf("list resources over SSE: %+v, %v", res, err)
+	}
+	var got updates
+	got.watch(c)
+	if err := subscribe(c, res.Resources[0].URI); err != nil {
+		t.Fatalf("subscribe over SSE: %v", err)
+	}
+	up.updated()
+	waitFor(t, "the update on the SSE stream", func() bool { return len(got.get()) == 1 })
+	if g := got.get()[0]; g != res.Resources[0].URI {
+		t.Errorf("update for %q, want %q", g, res.Resources[0].URI)
+	}
+	_ = c.Close()
+	waitFor(t, "the upstream subscription to end with the SSE stream", func() bool { return up.unsubs.Load() == 1 })
+}
