@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -204,32 +202,16 @@ func (f *Federation) handleCall(ctx context.Context, req mcp.CallToolRequest) (*
 	up.Params.Name = ref.original
 	up.Params.Arguments = req.Params.Arguments
 	up.Params.Meta = hopMeta(req.Params.Meta)
-	var relayed atomic.Bool
-	res, err := f.call(ctx, *ref, up, f.observer(ctx, &relayed))
-	if relayed.Load() {
-		// mcp-go's streamable HTTP server (v1.2.1) writes a request's
-		// notifications from a goroutine of its own and drops one it holds
-		// when the response wins the race (mark3labs/mcp-go PR #969): the
-		// last progress or log message of a call goes missing about half the
-		// time. Giving that goroutine a moment before answering closes the
-		// gap for calls that had notifications; others are not delayed.
-		time.Sleep(relayGrace)
-	}
-	return res, err
+	return f.call(ctx, *ref, up, f.observer(ctx))
 }
-
-// relayGrace is how long a call that relayed notifications waits before
-// answering (see handleCall).
-const relayGrace = 3 * time.Millisecond
 
 // observer routes an upstream call's side traffic to the downstream client
 // of ctx: progress and log notifications, sampling and elicitation requests
 // (the latter only reach clients that can take server-initiated requests,
 // i.e. 2025-era sessions).
-func (f *Federation) observer(ctx context.Context, relayed *atomic.Bool) *upstream.Observer {
+func (f *Federation) observer(ctx context.Context) *upstream.Observer {
 	return &upstream.Observer{
 		OnNotification: func(n mcp.JSONRPCNotification) {
-			relayed.Store(true)
 			params := make(map[string]any, len(n.Params.AdditionalFields)+1)
 			for k, v := range n.Params.AdditionalFields {
 				params[k] = v
