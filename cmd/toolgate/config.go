@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -206,6 +207,28 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
+// oauthSettingKeys are the general_settings keys that gateway.OAuthConfig reads.
+var oauthSettingKeys = yamlKeys(reflect.TypeFor[gateway.OAuthConfig]())
+
+// yamlKeys returns the top-level YAML keys of struct type t (inline fields included).
+func yamlKeys(t reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+		case name == "" && strings.Contains(opts, "inline"):
+			for k := range yamlKeys(f.Type) {
+				keys[k] = true
+			}
+		case name != "":
+			keys[name] = true
+		}
+	}
+	return keys
+}
+
 // fileConfig is the config file. Unknown top-level and general_settings keys are warned
 // about (LiteLLM configs carry many keys toolgate does not use); unknown keys inside an
 // mcp_servers entry are errors, because a typo there silently changes what is exposed.
@@ -279,11 +302,12 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 	oauthKeys := &yaml.Node{Kind: yaml.MappingNode}
 	for _, k := range sortedKeys(gs) {
 		n := gs[k]
+		if oauthSettingKeys[k] {
+			oauthKeys.Content = append(oauthKeys.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &n)
+			continue
+		}
 		var err error
 		switch k {
-		case "public_url", "authorization_server", "authorization_servers", "scopes", "client_id_metadata_documents",
-			"access_token_ttl", "refresh_token_ttl", "jwt_auth", "fetch":
-			oauthKeys.Content = append(oauthKeys.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &n)
 		case "use_x_forwarded_for":
 			err = n.Decode(&cfg.TrustForwardedFor)
 		case "trusted_proxies":
