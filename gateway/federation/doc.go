@@ -25,4 +25,11 @@
 // Lists come from a per-server cache (cache.go and view.go: parallel, per-upstream deadline, refreshed on
 // list_changed, SetServers and after CacheTTL). Sessions of the 2025 generation are
 // HMAC-signed IDs bound to the principal and route (session.go), verifiable on any replica.
+//
+// resources/subscribe and unsubscribe (2025 generation) are resolved like a read and forwarded
+// to the owning upstream once per principal and URI, and the upstream's
+// notifications/resources/updated reach every subscribed session with the URI it used
+// (subscribe.go). On a single-server route, 2026-07-28 results name that server in _meta
+// serverInfo, as initialize does. A loopback listener refuses a non-loopback Host (DNS
+// rebinding) with a JSON 403 before mcp-go sees the request.
 package federation
