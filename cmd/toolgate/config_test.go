@@ -198,3 +198,26 @@ func TestModelListValidated(t *testing.T) {
 		t.Errorf("model_list without a model accepted")
 	}
 }
+
+// TestOAuthKeysReachOAuthConfig: every general_settings key of gateway.OAuthConfig is
+// routed to it, not warned about as unused.
+func TestOAuthKeysReachOAuthConfig(t *testing.T) {
+	file := writeFile(t, `general_settings:
+  public_url: https://gw.example.com
+  virtual_key_claim_field: toolgate_key
+  idp:
+    issuer: https://idp.example.com
+`)
+	cfg, err := loadConfig("serve", []string{"--config", file}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OAuth.JWTKeyClaim != "toolgate_key" || cfg.OAuth.IdP == nil || cfg.OAuth.IdP.Issuer != "https://idp.example.com" {
+		t.Errorf("OAuth config: claim %q, idp %+v", cfg.OAuth.JWTKeyClaim, cfg.OAuth.IdP)
+	}
+	for _, w := range cfg.Warnings {
+		if strings.Contains(w, "virtual_key_claim_field") || strings.Contains(w, "idp") {
+			t.Errorf("warning for an OAuth key: %s", w)
+		}
+	}
+}
