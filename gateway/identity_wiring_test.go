@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -178,6 +179,30 @@ func rawMCP(t *testing.T, h http.Handler, method, path, remote string, headers m
 	return rec.Code, rec.Body.String()
 }
 
+// dialSSE connects an mcp-go client over the legacy HTTP+SSE transport to url (the
+// gateway's /mcp/sse) with headers on the stream and on every message.
+func dialSSE(t *testing.T, url string, headers map[string]string) *client.Client {
+	t.Helper()
+	c, err := client.NewSSEMCPClient(url, client.WithHeaders(headers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream lives as long as Start's context: the test's, not the dial timeout's.
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatalf("SSE %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := mcp.InitializeRequest{}
+	req.Params.ProtocolVersion = mcp.ProtocolVersion20241105
+	req.Params.ClientInfo = mcp.Implementation{Name: "e2e-sse", Version: "1"}
+	if _, err := c.Initialize(ctx, req); err != nil {
+		t.Fatalf("SSE initialize %s: %v", url, err)
+	}
+	return c
+}
+
 // behindPeer serves h on a new loopback server that presents every request as coming from
 // peer (the TCP peer address the gateway sees), and returns its URL.
 func behindPeer(t *testing.T, h http.Handler, peer string) string {
@@ -226,6 +251,13 @@ func TestNetworkScopeOnMCPRoutes(t *testing.T) {
 				if refused := callRefused(t, c, "intra-echo"); (refused == "") != internal {
 					t.Errorf("/mcp legacy=%v: intra-echo refused=%q, internal=%v", legacy, refused, internal)
 				}
+			}
+			sse := dialSSE(t, g.url+"/mcp/sse", h)
+			if diff := cmp.Diff(tc.want, toolNamesOf(t, sse)); diff != "" {
+				t.Errorf("/mcp/sse (-want +got):\n%s", diff)
+			}
+			if refused := callRefused(t, sse, "intra-echo"); (refused == "") != (len(tc.want) == len(all)) {
+				t.Errorf("/mcp/sse: intra-echo refused=%q", refused)
 			}
 			headers := []string{"Authorization", "Bearer " + key}
 			if tc.xff != "" {
