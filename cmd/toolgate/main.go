@@ -68,14 +68,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	m.Stderr = stderr
 	m.Logger = newLogger(stderr, cfg.LogLevel)
 	m.Getenv = getenv
+	// Catch signals before serving: a SIGHUP that arrives once the port answers must reload,
+	// not kill the process (the default action).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "toolgate: %v\n", err)
 		m.Close()
 		return 1
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-m.Done():
