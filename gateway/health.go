@@ -14,6 +14,7 @@ import (
 
 	"github.com/toolgate/toolgate/gateway/federation"
 	"github.com/toolgate/toolgate/gateway/upstream"
+	"github.com/toolgate/toolgate/llm/budget"
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -91,8 +92,23 @@ func (s *Server) readinessDetails(w http.ResponseWriter, r *http.Request) error 
 		"db":        db,
 		"version":   s.cfg.Version,
 		"upstreams": s.upstreamHealthViews(nil),
+		"cache":     s.cacheInfo(),
 	})
 	return nil
+}
+
+// cacheInfo describes the caches for readiness details, in the spirit of LiteLLM's
+// "cache" field: where rate-limit counters live (redis, shared by replicas, or local to
+// this process) and how many virtual keys the admission cache holds.
+func (s *Server) cacheInfo() map[string]any {
+	counters := "local"
+	if v, ok := llmRuntimes.Load(s); ok {
+		if _, redis := v.(*llmRuntime).limiter.(*budget.RedisLimiter); redis {
+			counters = "redis"
+		}
+	}
+	return map[string]any{"rate_limit_counters": counters, "cached_keys": s.keys.Len(),
+		"key_cache_ttl_seconds": s.cfg.KeyCacheTTL.Seconds()}
 }
 
 // serverHealth is GET /v1/mcp/server/health[?server_ids=a,b].

@@ -167,3 +167,21 @@ func TestMetricsMove(t *testing.T) {
 	}
 	waitFor(t, "session gauge back to 0", func() bool { return sum(scrape(t, g), "toolgate_mcp_sessions") == 0 })
 }
+
+// TestReadinessDetailsCache: the authenticated readiness details say where rate-limit
+// counters live and how many keys the admission cache holds.
+func TestReadinessDetailsCache(t *testing.T) {
+	g := newTestGateway(t, nil)
+	if r := g.do(t, "GET", "/health/readiness/details", nil); r.status != 401 {
+		t.Errorf("details without a key: %d, want 401", r.status)
+	}
+	k := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "details"}), 200)
+	r := g.do(t, "GET", "/health/readiness/details", nil, "Authorization", "Bearer "+k["key"].(string))
+	if r.status != 200 {
+		t.Fatalf("details: %d %s", r.status, r.body)
+	}
+	cache, _ := r.json(t)["cache"].(map[string]any)
+	if cache["rate_limit_counters"] != "local" || cache["cached_keys"] != float64(1) {
+		t.Errorf("details cache: got %v, want local counters and 1 cached key", cache)
+	}
+}
