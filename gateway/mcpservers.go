@@ -523,14 +523,9 @@ func validateUpstreamURL(raw string, allowPrivate bool) error {
 		return fmt.Errorf("host %s is a cloud metadata endpoint (allow with general_settings.allow_private_upstreams)", host)
 	}
 	if ip, err := netip.ParseAddr(h); err == nil {
-		ip = ip.Unmap()
-		switch {
-		case ip == netip.MustParseAddr("169.254.169.254") || ip == netip.MustParseAddr("fd00:ec2::254"):
-			return fmt.Errorf("address %s is a cloud metadata endpoint (allow with general_settings.allow_private_upstreams)", host)
-		case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast():
-			return fmt.Errorf("address %s is link-local (allow with general_settings.allow_private_upstreams)", host)
-		case ip.IsUnspecified():
-			return fmt.Errorf("address %s is unspecified", host)
+		// The same rule the upstream dialer applies after every DNS resolution.
+		if why := forbiddenDial(ip); why != "" {
+			return fmt.Errorf("address %s is %s (allow with general_settings.allow_private_upstreams)", host, why)
 		}
 	}
 	return nil

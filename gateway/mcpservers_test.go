@@ -46,6 +46,7 @@ func TestCreateServerValidation(t *testing.T) {
 		{"mapped link-local ip", `{"server_name":"a","url":"http://[::ffff:169.254.169.254]/mcp"}`, 400, "url"},
 		{"ipv6 link-local", `{"server_name":"a","url":"http://[fe80::1]/mcp"}`, 400, "url"},
 		{"aws ipv6 metadata", `{"server_name":"a","url":"http://[fd00:ec2::254]/mcp"}`, 400, "url"},
+		{"alibaba metadata ip", `{"server_name":"a","url":"http://100.100.100.200/latest"}`, 400, "url"},
 		{"gcp metadata host", `{"server_name":"a","url":"http://metadata.google.internal/computeMetadata"}`, 400, "url"},
 		{"gcp metadata host with dot", `{"server_name":"a","url":"http://Metadata.Google.Internal./x"}`, 400, "url"},
 		{"bad transport", `{"server_name":"a","url":"http://x","transport":"websocket"}`, 400, "transport"},
