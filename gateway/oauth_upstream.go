@@ -165,14 +165,31 @@ type oauthUpstreams struct {
 
 var _ federation.Upstreams = oauthUpstreams{}
 
+// perCallerOAuth reports whether srv is reached with each caller's own upstream token
+// (auth_type oauth2, authorization-code flow): federation then lists its tools, prompts
+// and resources per caller, with that caller's token (federation.Server.PerCaller).
+func perCallerOAuth(srv *store.MCPServer) bool {
+	return srv.AuthType == store.AuthOAuth2 && srv.OAuth.GrantType != oauth.GrantClientCredentials
+}
+
 // ctx returns ctx carrying server's upstream credential for the caller in ctx, or ctx
-// itself for servers that are not oauth2.
+// itself for servers that are not oauth2. A caller who has not authorized the upstream
+// yet gets a *federation.AuthorizationRequiredError carrying the connect URL (MCP
+// clients see it as a URL elicitation, or in the error message), which wraps a 403
+// *Error for the REST routes.
 func (u oauthUpstreams) ctx(ctx context.Context, server string) (context.Context, error) {
 	srv := u.s.reg.Load().byName[server]
 	if srv == nil || srv.AuthType != store.AuthOAuth2 {
 		return ctx, nil
 	}
 	h, err := u.s.upstreamAuthHeaders(ctx, server)
+	var are *oauth.AuthRequiredError
+	if errors.As(err, &are) {
+		fe := &federation.AuthorizationRequiredError{Server: server, URL: are.ConnectURL}
+		fe.Err = &Error{Status: http.StatusForbidden, Type: "auth_error", Param: "server",
+			Message: fe.Error(), Err: are}
+		return nil, fe
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -85,6 +85,7 @@ func (s *Server) reload(ctx context.Context) error {
 			AllowedTools:          srv.AllowedTools,
 			ToolNameToDisplayName: srv.ToolNameToDisplayName,
 			ToolNameToDescription: srv.ToolNameToDescription,
+			PerCaller:             perCallerOAuth(srv),
 		})
 	}
 	s.reg.Store(reg)

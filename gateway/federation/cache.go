@@ -46,6 +46,13 @@ func (c *listCache[T]) snapshot() ([]T, uint64, bool) {
 	return c.items, c.gen, !c.fetchedAt.IsZero()
 }
 
+// lastErr returns the error of the last fetch, nil if it succeeded.
+func (c *listCache[T]) lastErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 // get returns the list, fetching it if it was never fetched and waiting for
 // that at most until wait is done. ok is false if no list is available.
 func (c *listCache[T]) get(wait context.Context, env cacheEnv, fetch fetcher[T]) (items []T, gen uint64, ok bool) {

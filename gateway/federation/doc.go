@@ -23,7 +23,10 @@
 // and rewrite calls that resolve for the caller to an internal handler (see mcp.go), so a
 // name that is not visible to a caller is answered exactly like an unknown one (-32602).
 // Lists come from a per-server cache (cache.go and view.go: parallel, per-upstream deadline, refreshed on
-// list_changed, SetServers and after CacheTTL). Sessions of the 2025 generation are
+// list_changed, SetServers and after CacheTTL); a server marked PerCaller (reached with
+// each user's own credentials) is listed per caller instead, with the caller's context,
+// cached per (server, principal), and a caller who has not authorized it is told where to
+// (percaller.go). Sessions of the 2025 generation are
 // HMAC-signed IDs bound to the principal and route (session.go), verifiable on any replica.
 //
 // resources/subscribe and unsubscribe (2025 generation) are resolved like a read and forwarded

@@ -69,6 +69,10 @@ type Server struct {
 	ToolNameToDisplayName map[string]string
 	// ToolNameToDescription overrides tool descriptions.
 	ToolNameToDescription map[string]string
+	// PerCaller marks a server reached with each caller's own credentials:
+	// its lists are fetched with the caller's context and cached per
+	// (server, principal), never shared between callers (see percaller.go).
+	PerCaller bool
 }
 
 // Config configures a Federation. Zero values are the documented defaults.
@@ -90,6 +94,10 @@ type Config struct {
 	// background (lists are also refreshed on list_changed and SetServers).
 	// Zero means 5m.
 	CacheTTL time.Duration
+	// CallerCacheSize bounds how many (per-caller server, principal) list
+	// sets are cached; the least recently used go first. Zero means 10000.
+	// They expire after CacheTTL.
+	CallerCacheSize int
 	// SessionIdleTTL expires idle 2025-era sessions. Zero means 30m.
 	SessionIdleTTL time.Duration
 	// SessionMaxAge bounds a session's whole life, on every replica. Zero
@@ -148,6 +156,9 @@ type Federation struct {
 	reg atomic.Pointer[registry]
 	mu  sync.Mutex // serializes SetServers
 
+	callerMu sync.Mutex   // makes get-or-add on callers atomic
+	callers  *callerCache // lists of PerCaller servers, per principal
+
 	base   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -176,6 +187,11 @@ func New(cfg Config) (*Federation, error) {
 	f.listTimeout = orDefault(cfg.ListTimeout, 5*time.Second)
 	f.cacheTTL = orDefault(cfg.CacheTTL, 5*time.Minute)
 	f.retryAfter = max(2*f.listTimeout, 10*time.Second)
+	size := cfg.CallerCacheSize
+	if size <= 0 {
+		size = 10000
+	}
+	f.callers = newCallerCache(size, f.cacheTTL)
 	f.maxBody = cfg.MaxBodyBytes
 	if f.maxBody <= 0 {
 		f.maxBody = 4 << 20
@@ -252,15 +268,19 @@ func (f *Federation) SetServers(servers []Server) {
 	}
 	slices.SortFunc(reg.order, func(a, b *serverState) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
 	f.reg.Store(reg)
+	f.forgetServer("") // per-caller lists are fetched again on demand
 
 	var pending []<-chan struct{}
 	for _, st := range reg.order {
-		env := f.env(st)
+		if st.cfg.PerCaller {
+			continue
+		}
+		env, bg := f.env(st), context.Background()
 		pending = append(pending,
-			st.lists.tools.refresh(env, f.fetchTools(st)),
-			st.lists.prompts.refresh(env, f.fetchPrompts(st)),
-			st.lists.resources.refresh(env, f.fetchResources(st)),
-			st.lists.templates.refresh(env, f.fetchTemplates(st)))
+			st.lists.tools.refresh(env, f.fetchTools(bg, st)),
+			st.lists.prompts.refresh(env, f.fetchPrompts(bg, st)),
+			st.lists.resources.refresh(env, f.fetchResources(bg, st)),
+			st.lists.templates.refresh(env, f.fetchTemplates(bg, st)))
 	}
 	f.afterRefresh(pending, mcp.MethodNotificationToolsListChanged,
 		mcp.MethodNotificationResourcesListChanged, mcp.MethodNotificationPromptsListChanged)
@@ -275,16 +295,27 @@ func (f *Federation) ListChanged(serverName, method string) {
 	if st == nil {
 		return
 	}
-	env := f.env(st)
+	if st.cfg.PerCaller {
+		// Which caller's list changed is not known: every caller's lists
+		// of the server are fetched again on their next request.
+		switch m := mcp.MCPMethod(method); m {
+		case mcp.MethodNotificationToolsListChanged, mcp.MethodNotificationPromptsListChanged,
+			mcp.MethodNotificationResourcesListChanged:
+			f.forgetServer(serverName)
+			f.afterRefresh(nil, m)
+		}
+		return
+	}
+	env, bg := f.env(st), context.Background()
 	var pending []<-chan struct{}
 	switch mcp.MCPMethod(method) {
 	case mcp.MethodNotificationToolsListChanged:
-		pending = append(pending, st.lists.tools.refresh(env, f.fetchTools(st)))
+		pending = append(pending, st.lists.tools.refresh(env, f.fetchTools(bg, st)))
 	case mcp.MethodNotificationPromptsListChanged:
-		pending = append(pending, st.lists.prompts.refresh(env, f.fetchPrompts(st)))
+		pending = append(pending, st.lists.prompts.refresh(env, f.fetchPrompts(bg, st)))
 	case mcp.MethodNotificationResourcesListChanged:
-		pending = append(pending, st.lists.resources.refresh(env, f.fetchResources(st)),
-			st.lists.templates.refresh(env, f.fetchTemplates(st)))
+		pending = append(pending, st.lists.resources.refresh(env, f.fetchResources(bg, st)),
+			st.lists.templates.refresh(env, f.fetchTemplates(bg, st)))
 	default:
 		return
 	}
@@ -323,7 +354,7 @@ func (f *Federation) ListTools(ctx context.Context, servers []string) ([]Tool, [
 	if err != nil {
 		return nil, nil, err
 	}
-	tools, missing := f.listTools(ctx, sc)
+	tools, missing, _ := f.listTools(ctx, sc)
 	return tools, missing, nil
 }
 
@@ -375,6 +406,9 @@ func (f *Federation) CallServerTool(ctx context.Context, server, name string, ar
 
 // call runs one upstream tool call through the CallHook.
 func (f *Federation) call(ctx context.Context, ref toolRef, req mcp.CallToolRequest, obs *upstream.Observer) (*mcp.CallToolResult, error) {
+	if ref.err != nil {
+		return nil, ref.err // the caller must authorize the upstream first
+	}
 	server := ref.st.cfg.Name
 	var done func(*mcp.CallToolResult, error)
 	if f.cfg.CallHook != nil {
@@ -389,6 +423,14 @@ func (f *Federation) call(ctx context.Context, ref toolRef, req mcp.CallToolRequ
 		done(res, err)
 	}
 	if err != nil {
+		if _, ok := authorizationRequired(err); ok {
+			// The caller's credential went away (revoked, refresh refused):
+			// their cached lists of the server go too.
+			if ref.st.cfg.PerCaller {
+				f.forgetServerCaller(ctx, ref.st)
+			}
+			return nil, err
+		}
 		f.log.Warn("upstream tool call failed", "server", server, "tool", ref.original, "err", err)
 		return nil, err
 	}

@@ -65,13 +65,13 @@ func (f *Federation) buildMCP() {
 		}
 	})
 	h.AddAfterListTools(func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
-		tools, missing := f.listTools(ctx, stateFrom(ctx).scope)
+		tools, missing, need := f.listTools(ctx, stateFrom(ctx).scope)
 		res.Tools = make([]mcp.Tool, len(tools))
 		for i := range tools {
 			res.Tools[i] = tools[i].Tool
 		}
 		res.NextCursor = ""
-		res.Meta = missingMeta(res.Meta, missing)
+		res.Meta = authMeta(missingMeta(res.Meta, missing), need)
 	})
 	h.AddBeforeCallTool(func(ctx context.Context, _ any, req *mcp.CallToolRequest) {
 		st := stateFrom(ctx)
@@ -81,13 +81,13 @@ func (f *Federation) buildMCP() {
 		}
 	})
 	h.AddAfterListPrompts(func(ctx context.Context, _ any, _ *mcp.ListPromptsRequest, res *mcp.ListPromptsResult) {
-		prompts, missing := f.listPrompts(ctx, stateFrom(ctx).scope)
+		prompts, missing, need := f.listPrompts(ctx, stateFrom(ctx).scope)
 		res.Prompts = prompts
 		if res.Prompts == nil {
 			res.Prompts = []mcp.Prompt{}
 		}
 		res.NextCursor = ""
-		res.Meta = missingMeta(res.Meta, missing)
+		res.Meta = authMeta(missingMeta(res.Meta, missing), need)
 	})
 	h.AddBeforeGetPrompt(func(ctx context.Context, _ any, req *mcp.GetPromptRequest) {
 		st := stateFrom(ctx)
@@ -97,22 +97,22 @@ func (f *Federation) buildMCP() {
 		}
 	})
 	h.AddAfterListResources(func(ctx context.Context, _ any, _ *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
-		resources, missing := f.listResources(ctx, stateFrom(ctx).scope)
+		resources, missing, need := f.listResources(ctx, stateFrom(ctx).scope)
 		res.Resources = resources
 		if res.Resources == nil {
 			res.Resources = []mcp.Resource{}
 		}
 		res.NextCursor = ""
-		res.Meta = missingMeta(res.Meta, missing)
+		res.Meta = authMeta(missingMeta(res.Meta, missing), need)
 	})
 	h.AddAfterListResourceTemplates(func(ctx context.Context, _ any, _ *mcp.ListResourceTemplatesRequest, res *mcp.ListResourceTemplatesResult) {
-		templates, missing := f.listTemplates(ctx, stateFrom(ctx).scope)
+		templates, missing, need := f.listTemplates(ctx, stateFrom(ctx).scope)
 		res.ResourceTemplates = templates
 		if res.ResourceTemplates == nil {
 			res.ResourceTemplates = []mcp.ResourceTemplate{}
 		}
 		res.NextCursor = ""
-		res.Meta = missingMeta(res.Meta, missing)
+		res.Meta = authMeta(missingMeta(res.Meta, missing), need)
 	})
 	h.AddBeforeReadResource(func(ctx context.Context, _ any, req *mcp.ReadResourceRequest) {
 		st := stateFrom(ctx)
@@ -238,6 +238,9 @@ func (f *Federation) handlePrompt(ctx context.Context, req mcp.GetPromptRequest)
 	if ref == nil {
 		return nil, errNotResolved
 	}
+	if ref.err != nil {
+		return nil, ref.err
+	}
 	up := mcp.GetPromptRequest{}
 	up.Params.Name = ref.original
 	up.Params.Arguments = req.Params.Arguments
@@ -317,6 +320,9 @@ func (c completer) CompletePromptArgument(ctx context.Context, name string, arg 
 	ref, ok := c.f.resolvePrompt(ctx, stateFrom(ctx).scope, name)
 	if !ok {
 		return nil, fmt.Errorf("prompt %q not found", name)
+	}
+	if ref.err != nil {
+		return nil, ref.err
 	}
 	return c.f.complete(ctx, ref, mcp.PromptReference{Type: "ref/prompt", Name: ref.original}, arg, cctx)
 }

@@ -20,27 +20,30 @@ const (
 	MetaMissing = "toolgate/missing" // on list results: servers that did not answer in time
 )
 
-// serverState is one registered server: its configuration, its list caches
-// and the views derived from them. The caches outlive SetServers calls that
-// keep the server; the views are rebuilt when the caches or Server change.
+// serverState is one registered server: its configuration and its shared
+// list caches with the views derived from them (a PerCaller server has lists
+// per caller instead, see percaller.go). The caches outlive SetServers calls
+// that keep the server; the views are rebuilt when the caches or Server change.
 type serverState struct {
 	cfg     Server
 	allowed map[string]bool // nil: all tools
 	lists   *serverLists
-
-	toolView   atomic.Pointer[toolView]
-	promptView atomic.Pointer[promptView]
 }
 
+// serverLists is one set of a server's lists and their views.
 type serverLists struct {
 	tools     listCache[mcp.Tool]
 	resources listCache[mcp.Resource]
 	templates listCache[mcp.ResourceTemplate]
 	prompts   listCache[mcp.Prompt]
+
+	toolView   atomic.Pointer[toolView]
+	promptView atomic.Pointer[promptView]
 }
 
 // toolView is a server's tools as shown downstream, in upstream order.
 type toolView struct {
+	owner    *serverState // the configuration it was built with
 	gen      uint64
 	original []string   // upstream names
 	plain    []mcp.Tool // single-server routes
@@ -50,6 +53,7 @@ type toolView struct {
 }
 
 type promptView struct {
+	owner    *serverState
 	gen      uint64
 	original []string
 	plain    []mcp.Prompt
@@ -81,13 +85,13 @@ func withMeta(m *mcp.Meta, server, name string) *mcp.Meta {
 	return out
 }
 
-// tools returns the tool view for items of generation gen, building it if needed.
-func (st *serverState) tools(items []mcp.Tool, gen uint64) *toolView {
-	if v := st.toolView.Load(); v != nil && v.gen == gen {
+// tools returns the tool view for items of generation gen of l, building it if needed.
+func (st *serverState) tools(l *serverLists, items []mcp.Tool, gen uint64) *toolView {
+	if v := l.toolView.Load(); v != nil && v.gen == gen && v.owner == st {
 		return v
 	}
 	name := st.cfg.Name
-	v := &toolView{gen: gen, byPlain: make(map[string]int, len(items)), byPrefix: make(map[string]int, len(items))}
+	v := &toolView{owner: st, gen: gen, byPlain: make(map[string]int, len(items)), byPrefix: make(map[string]int, len(items))}
 	for _, t := range items {
 		if st.allowed != nil && !st.allowed[t.Name] {
 			continue
@@ -117,7 +121,7 @@ func (st *serverState) tools(items []mcp.Tool, gen uint64) *toolView {
 		v.byPlain[plain.Name] = i
 		v.byPrefix[prefixed.Name] = i
 	}
-	st.toolView.Store(v)
+	l.toolView.Store(v)
 	return v
 }
 
@@ -137,12 +141,12 @@ func preEncodeSchemas(t *mcp.Tool) {
 	}
 }
 
-func (st *serverState) prompts(items []mcp.Prompt, gen uint64) *promptView {
-	if v := st.promptView.Load(); v != nil && v.gen == gen {
+func (st *serverState) prompts(l *serverLists, items []mcp.Prompt, gen uint64) *promptView {
+	if v := l.promptView.Load(); v != nil && v.gen == gen && v.owner == st {
 		return v
 	}
 	name := st.cfg.Name
-	v := &promptView{gen: gen, byPlain: make(map[string]int, len(items)), byPrefix: make(map[string]int, len(items))}
+	v := &promptView{owner: st, gen: gen, byPlain: make(map[string]int, len(items)), byPrefix: make(map[string]int, len(items))}
 	for _, p := range items {
 		plain := p
 		plain.Meta = withMeta(p.Meta, name, p.Name)
@@ -161,7 +165,7 @@ func (st *serverState) prompts(items []mcp.Prompt, gen uint64) *promptView {
 		v.byPlain[plain.Name] = i
 		v.byPrefix[prefixed.Name] = i
 	}
-	st.promptView.Store(v)
+	l.promptView.Store(v)
 	return v
 }
 
@@ -227,13 +231,22 @@ func (f *Federation) allowToolOf(ctx context.Context, st *serverState, tool stri
 	return f.cfg.Authorizer == nil || f.cfg.Authorizer.AllowTool(ctx, st.cfg.Name, tool)
 }
 
+// needAuth is a per-caller server the caller has not authorized yet.
+type needAuth struct {
+	st  *serverState
+	err *AuthorizationRequiredError
+}
+
 // gather fetches one kind of list from servers in parallel, each bounded by
 // the list deadline, and calls use for every server that has a list, in
-// server order. It returns the servers that had none.
+// server order (with the lists the caller sees, shared or their own). It
+// returns the servers that had none, and apart from them the per-caller
+// servers that wait for the caller's authorization.
 func gather[T any](ctx context.Context, f *Federation, servers []*serverState,
-	cache func(*serverState) *listCache[T], fetch func(*serverState) fetcher[T],
-	use func(st *serverState, items []T, gen uint64)) (missing []string) {
+	cache func(*serverLists) *listCache[T], fetch func(context.Context, *serverState) fetcher[T],
+	use func(st *serverState, l *serverLists, items []T, gen uint64)) (missing []string, need []needAuth) {
 	type got struct {
+		l     *serverLists
 		items []T
 		gen   uint64
 		ok    bool
@@ -241,11 +254,13 @@ func gather[T any](ctx context.Context, f *Federation, servers []*serverState,
 	results := make([]got, len(servers))
 	var cold []int
 	for i, st := range servers {
-		c := cache(st)
+		l := f.listsFor(ctx, st)
+		results[i].l = l
+		c := cache(l)
 		if _, _, ok := c.snapshot(); ok {
 			// Served from cache; get also schedules a refresh when due.
-			items, gen, ok := c.get(ctx, f.env(st), fetch(st))
-			results[i] = got{items, gen, ok}
+			items, gen, ok := c.get(ctx, f.env(st), fetch(ctx, st))
+			results[i] = got{l, items, gen, ok}
 			continue
 		}
 		cold = append(cold, i)
@@ -257,65 +272,85 @@ func gather[T any](ctx context.Context, f *Federation, servers []*serverState,
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				st := servers[i]
-				items, gen, ok := cache(st).get(wait, f.env(st), fetch(st))
-				results[i] = got{items, gen, ok}
+				st, l := servers[i], results[i].l
+				items, gen, ok := cache(l).get(wait, f.env(st), fetch(ctx, st))
+				results[i] = got{l, items, gen, ok}
 			}(i)
 		}
 		wg.Wait()
 		cancel()
 	}
 	for i, st := range servers {
-		if !results[i].ok {
+		r := results[i]
+		if !r.ok {
+			if st.cfg.PerCaller {
+				if are, ok := authorizationRequired(cache(r.l).lastErr()); ok {
+					// Not cached: the next request, after the user
+					// authorized, fetches again.
+					f.forgetCaller(ctx, st, r.l)
+					need = append(need, needAuth{st, are})
+					continue
+				}
+			}
 			missing = append(missing, st.cfg.Name)
 			continue
 		}
-		use(st, results[i].items, results[i].gen)
+		use(st, r.l, r.items, r.gen)
 	}
 	if len(missing) > 0 {
 		f.log.Warn("upstream lists missing", "servers", missing)
 	}
-	return missing
+	return missing, need
 }
 
 func (f *Federation) env(st *serverState) cacheEnv {
 	return cacheEnv{base: f.base, timeout: f.listTimeout, ttl: f.cacheTTL, retryAfter: f.retryAfter, wg: &f.wg, onLookup: f.cfg.OnListCache}
 }
 
-func toolsCache(st *serverState) *listCache[mcp.Tool]     { return &st.lists.tools }
-func promptsCache(st *serverState) *listCache[mcp.Prompt] { return &st.lists.prompts }
-func resourcesCache(st *serverState) *listCache[mcp.Resource] {
-	return &st.lists.resources
-}
-func templatesCache(st *serverState) *listCache[mcp.ResourceTemplate] {
-	return &st.lists.templates
+func toolsCache(l *serverLists) *listCache[mcp.Tool]         { return &l.tools }
+func promptsCache(l *serverLists) *listCache[mcp.Prompt]     { return &l.prompts }
+func resourcesCache(l *serverLists) *listCache[mcp.Resource] { return &l.resources }
+func templatesCache(l *serverLists) *listCache[mcp.ResourceTemplate] {
+	return &l.templates
 }
 
-func (f *Federation) fetchTools(st *serverState) fetcher[mcp.Tool] {
-	name := st.cfg.Name
-	return func(ctx context.Context) ([]mcp.Tool, error) { return f.up.ListTools(ctx, name) }
+// fetchContext returns how a fetch of st's lists for the caller in ctx makes
+// its context: as it is for shared lists, with the caller's values (principal,
+// credentials) for a per-caller server.
+func fetchContext(caller context.Context, st *serverState) func(context.Context) context.Context {
+	if !st.cfg.PerCaller {
+		return func(ctx context.Context) context.Context { return ctx }
+	}
+	vals := context.WithoutCancel(caller)
+	return func(ctx context.Context) context.Context { return valuesCtx{Context: ctx, vals: vals} }
 }
-func (f *Federation) fetchPrompts(st *serverState) fetcher[mcp.Prompt] {
-	name := st.cfg.Name
-	return func(ctx context.Context) ([]mcp.Prompt, error) { return f.up.ListPrompts(ctx, name) }
+
+func (f *Federation) fetchTools(caller context.Context, st *serverState) fetcher[mcp.Tool] {
+	name, in := st.cfg.Name, fetchContext(caller, st)
+	return func(ctx context.Context) ([]mcp.Tool, error) { return f.up.ListTools(in(ctx), name) }
 }
-func (f *Federation) fetchResources(st *serverState) fetcher[mcp.Resource] {
-	name := st.cfg.Name
-	return func(ctx context.Context) ([]mcp.Resource, error) { return f.up.ListResources(ctx, name) }
+func (f *Federation) fetchPrompts(caller context.Context, st *serverState) fetcher[mcp.Prompt] {
+	name, in := st.cfg.Name, fetchContext(caller, st)
+	return func(ctx context.Context) ([]mcp.Prompt, error) { return f.up.ListPrompts(in(ctx), name) }
 }
-func (f *Federation) fetchTemplates(st *serverState) fetcher[mcp.ResourceTemplate] {
-	name := st.cfg.Name
+func (f *Federation) fetchResources(caller context.Context, st *serverState) fetcher[mcp.Resource] {
+	name, in := st.cfg.Name, fetchContext(caller, st)
+	return func(ctx context.Context) ([]mcp.Resource, error) { return f.up.ListResources(in(ctx), name) }
+}
+func (f *Federation) fetchTemplates(caller context.Context, st *serverState) fetcher[mcp.ResourceTemplate] {
+	name, in := st.cfg.Name, fetchContext(caller, st)
 	return func(ctx context.Context) ([]mcp.ResourceTemplate, error) {
-		return f.up.ListResourceTemplates(ctx, name)
+		return f.up.ListResourceTemplates(in(ctx), name)
 	}
 }
 
-// listTools returns the caller's tools in sc and the servers that did not answer.
-func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string) {
+// listTools returns the caller's tools in sc, the servers that did not answer
+// and those waiting for the caller's authorization.
+func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string, []needAuth) {
 	servers := f.inScope(ctx, sc)
 	var out []Tool
-	missing := gather(ctx, f, servers, toolsCache, f.fetchTools, func(st *serverState, items []mcp.Tool, gen uint64) {
-		v := st.tools(items, gen)
+	missing, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(st *serverState, l *serverLists, items []mcp.Tool, gen uint64) {
+		v := st.tools(l, items, gen)
 		shown := v.prefixed
 		if sc.single != "" {
 			shown = v.plain
@@ -329,93 +364,142 @@ func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string)
 			}
 		}
 	})
-	return out, missing
+	return out, missing, need
 }
 
-// toolRef is a resolved tool.
+// toolRef is a resolved tool, prompt or resource.
 type toolRef struct {
 	st       *serverState
 	original string
+	err      error // set instead of original: the caller must authorize st first
 }
 
 // resolveTool maps a downstream tool name to its server and upstream name.
 // On single-server routes both the plain and the prefixed spelling resolve;
 // a name prefixed with another server does not. The result is authorized.
+//
+// A name aimed at a per-caller server the caller has not authorized yet
+// resolves to a ref carrying the *AuthorizationRequiredError.
 func (f *Federation) resolveTool(ctx context.Context, sc scope, name string) (toolRef, bool) {
-	servers := f.candidates(sc) // authorized below, for the one match only
-	ref, ok, cold := f.lookupTool(servers, sc, name)
+	servers := f.resolveCandidates(ctx, sc)
+	ref, ok, cold := f.lookupTool(ctx, servers, sc, name)
 	if !ok && cold {
 		// Some server's tools were never listed: list them (bounded) and retry.
-		gather(ctx, f, servers, toolsCache, f.fetchTools, func(*serverState, []mcp.Tool, uint64) {})
-		ref, ok, _ = f.lookupTool(servers, sc, name)
+		_, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(*serverState, *serverLists, []mcp.Tool, uint64) {})
+		ref, ok, _ = f.lookupTool(ctx, servers, sc, name)
+		if !ok {
+			ref, ok = authRef(sc, need, name)
+		}
 	}
-	if !ok || !f.allowTool(ctx, ref.st, ref.original) {
+	if !ok {
+		return toolRef{}, false
+	}
+	if ref.err != nil {
+		return ref, f.allowServer(ctx, ref.st.cfg.Name)
+	}
+	if !f.allowTool(ctx, ref.st, ref.original) {
 		return toolRef{}, false
 	}
 	return ref, true
 }
 
-func (f *Federation) lookupTool(servers []*serverState, sc scope, name string) (ref toolRef, ok, cold bool) {
+// resolveCandidates returns the servers a name in sc may resolve to. They are
+// authorized after the lookup, for the one match only, except per-caller
+// servers: those are looked up with the caller's credentials, so only when
+// the caller may use them.
+func (f *Federation) resolveCandidates(ctx context.Context, sc scope) []*serverState {
+	all := f.candidates(sc)
+	for i, st := range all {
+		if st.cfg.PerCaller {
+			out := slices.Clone(all[:i])
+			for _, st := range all[i:] {
+				if !st.cfg.PerCaller || f.allowServer(ctx, st.cfg.Name) {
+					out = append(out, st)
+				}
+			}
+			return out
+		}
+	}
+	return all
+}
+
+// authRef returns a ref carrying the authorization error of the server in need
+// that name is aimed at, if any.
+func authRef(sc scope, need []needAuth, name string) (toolRef, bool) {
+	for _, n := range need {
+		if aimsAt(sc, n.st, name) {
+			return toolRef{st: n.st, err: n.err}, true
+		}
+	}
+	return toolRef{}, false
+}
+
+func (f *Federation) lookupTool(ctx context.Context, servers []*serverState, sc scope, name string) (ref toolRef, ok, cold bool) {
 	for _, st := range servers {
-		items, gen, fetched := st.lists.tools.snapshot()
+		l := f.listsFor(ctx, st)
+		items, gen, fetched := l.tools.snapshot()
 		if !fetched {
 			cold = true
 			continue
 		}
-		v := st.tools(items, gen)
+		v := st.tools(l, items, gen)
 		if sc.single != "" {
 			if i, hit := v.byPlain[name]; hit {
-				return toolRef{st, v.original[i]}, true, false
+				return toolRef{st: st, original: v.original[i]}, true, false
 			}
 		}
 		if i, hit := v.byPrefix[name]; hit {
-			return toolRef{st, v.original[i]}, true, false
+			return toolRef{st: st, original: v.original[i]}, true, false
 		}
 	}
 	return toolRef{}, false, cold
 }
 
 // listPrompts returns the caller's prompts in sc.
-func (f *Federation) listPrompts(ctx context.Context, sc scope) ([]mcp.Prompt, []string) {
+func (f *Federation) listPrompts(ctx context.Context, sc scope) ([]mcp.Prompt, []string, []needAuth) {
 	servers := f.inScope(ctx, sc)
 	var out []mcp.Prompt
-	missing := gather(ctx, f, servers, promptsCache, f.fetchPrompts, func(st *serverState, items []mcp.Prompt, gen uint64) {
-		v := st.prompts(items, gen)
+	missing, need := gather(ctx, f, servers, promptsCache, f.fetchPrompts, func(st *serverState, l *serverLists, items []mcp.Prompt, gen uint64) {
+		v := st.prompts(l, items, gen)
 		if sc.single != "" {
 			out = append(out, v.plain...)
 		} else {
 			out = append(out, v.prefixed...)
 		}
 	})
-	return out, missing
+	return out, missing, need
 }
 
 func (f *Federation) resolvePrompt(ctx context.Context, sc scope, name string) (toolRef, bool) {
-	servers := f.candidates(sc) // authorized below, for the one match only
+	servers := f.resolveCandidates(ctx, sc)
 	find := func() (toolRef, bool, bool) {
 		cold := false
 		for _, st := range servers {
-			items, gen, fetched := st.lists.prompts.snapshot()
+			l := f.listsFor(ctx, st)
+			items, gen, fetched := l.prompts.snapshot()
 			if !fetched {
 				cold = true
 				continue
 			}
-			v := st.prompts(items, gen)
+			v := st.prompts(l, items, gen)
 			if sc.single != "" {
 				if i, hit := v.byPlain[name]; hit {
-					return toolRef{st, v.original[i]}, true, false
+					return toolRef{st: st, original: v.original[i]}, true, false
 				}
 			}
 			if i, hit := v.byPrefix[name]; hit {
-				return toolRef{st, v.original[i]}, true, false
+				return toolRef{st: st, original: v.original[i]}, true, false
 			}
 		}
 		return toolRef{}, false, cold
 	}
 	ref, ok, cold := find()
 	if !ok && cold {
-		gather(ctx, f, servers, promptsCache, f.fetchPrompts, func(*serverState, []mcp.Prompt, uint64) {})
+		_, need := gather(ctx, f, servers, promptsCache, f.fetchPrompts, func(*serverState, *serverLists, []mcp.Prompt, uint64) {})
 		ref, ok, _ = find()
+		if !ok {
+			ref, ok = authRef(sc, need, name)
+		}
 	}
 	if !ok || !f.allowServer(ctx, ref.st.cfg.Name) {
 		return toolRef{}, false
@@ -425,10 +509,10 @@ func (f *Federation) resolvePrompt(ctx context.Context, sc scope, name string) (
 
 // listResources returns the caller's resources in sc, URIs federated on
 // aggregate routes.
-func (f *Federation) listResources(ctx context.Context, sc scope) ([]mcp.Resource, []string) {
+func (f *Federation) listResources(ctx context.Context, sc scope) ([]mcp.Resource, []string, []needAuth) {
 	servers := f.inScope(ctx, sc)
 	var out []mcp.Resource
-	missing := gather(ctx, f, servers, resourcesCache, f.fetchResources, func(st *serverState, items []mcp.Resource, _ uint64) {
+	missing, need := gather(ctx, f, servers, resourcesCache, f.fetchResources, func(st *serverState, _ *serverLists, items []mcp.Resource, _ uint64) {
 		for _, r := range items {
 			r.Meta = withMeta(r.Meta, st.cfg.Name, r.URI)
 			if sc.single == "" {
@@ -438,13 +522,13 @@ func (f *Federation) listResources(ctx context.Context, sc scope) ([]mcp.Resourc
 			out = append(out, r)
 		}
 	})
-	return out, missing
+	return out, missing, need
 }
 
-func (f *Federation) listTemplates(ctx context.Context, sc scope) ([]mcp.ResourceTemplate, []string) {
+func (f *Federation) listTemplates(ctx context.Context, sc scope) ([]mcp.ResourceTemplate, []string, []needAuth) {
 	servers := f.inScope(ctx, sc)
 	var out []mcp.ResourceTemplate
-	missing := gather(ctx, f, servers, templatesCache, f.fetchTemplates, func(st *serverState, items []mcp.ResourceTemplate, _ uint64) {
+	missing, need := gather(ctx, f, servers, templatesCache, f.fetchTemplates, func(st *serverState, _ *serverLists, items []mcp.ResourceTemplate, _ uint64) {
 		for _, t := range items {
 			if t.URITemplate == nil || t.URITemplate.Template == nil {
 				continue
@@ -462,7 +546,7 @@ func (f *Federation) listTemplates(ctx context.Context, sc scope) ([]mcp.Resourc
 			out = append(out, t)
 		}
 	})
-	return out, missing
+	return out, missing, need
 }
 
 // resolveURI maps a downstream resource URI (or template) to its server and
@@ -488,16 +572,20 @@ func (f *Federation) resolveURI(ctx context.Context, sc scope, uri string) (tool
 	if sc.servers != nil && !slices.Contains(sc.servers, server) {
 		return toolRef{}, false
 	}
-	return toolRef{st, original}, true
+	return toolRef{st: st, original: original}, true
 }
 
-// refreshAll refreshes every list of st in the background.
+// refreshAll refreshes every shared list of st in the background (per-caller
+// lists expire instead).
 func (f *Federation) refreshAll(st *serverState) {
-	env := f.env(st)
-	st.lists.tools.refresh(env, f.fetchTools(st))
-	st.lists.prompts.refresh(env, f.fetchPrompts(st))
-	st.lists.resources.refresh(env, f.fetchResources(st))
-	st.lists.templates.refresh(env, f.fetchTemplates(st))
+	if st.cfg.PerCaller {
+		return
+	}
+	env, bg := f.env(st), context.Background()
+	st.lists.tools.refresh(env, f.fetchTools(bg, st))
+	st.lists.prompts.refresh(env, f.fetchPrompts(bg, st))
+	st.lists.resources.refresh(env, f.fetchResources(bg, st))
+	st.lists.templates.refresh(env, f.fetchTemplates(bg, st))
 }
 
 // refresher refreshes lists older than the TTL until Close.
