@@ -249,7 +249,7 @@ type mcpServerConfig struct {
 	Alias                     string            `yaml:"alias"`
 	AuthType                  string            `yaml:"auth_type"`
 	AuthValue                 string            `yaml:"auth_value"`
-	Credentials               map[string]string `yaml:"credentials"` // auth_value, client_secret
+	Credentials               *mcpCredentials   `yaml:"credentials"` // auth_value, client_id, client_secret, scopes
 	Headers                   map[string]string `yaml:"headers"`     // alias of static_headers
 	StaticHeaders             map[string]string `yaml:"static_headers"`
 	ExtraHeaders              []string          `yaml:"extra_headers"`
@@ -263,6 +263,26 @@ type mcpServerConfig struct {
 	AllowKeyless              bool              `yaml:"allow_keyless"`
 	SpecVersion               string            `yaml:"spec_version"`
 	MCPInfo                   *mcpInfoConfig    `yaml:"mcp_info"`
+
+	// OAuth upstreams (auth_type oauth2); client_id, client_secret and scopes may also be
+	// given under credentials, as the API takes them.
+	AuthorizationURL       string   `yaml:"authorization_url"`
+	TokenURL               string   `yaml:"token_url"`
+	RegistrationURL        string   `yaml:"registration_url"`
+	OAuth2Flow             string   `yaml:"oauth2_flow"`
+	ClientID               string   `yaml:"client_id"`
+	ClientSecret           string   `yaml:"client_secret"`
+	Scopes                 []string `yaml:"scopes"`
+	DelegateAuthToUpstream bool     `yaml:"delegate_auth_to_upstream"`
+	OAuthPassthrough       bool     `yaml:"oauth_passthrough"`
+}
+
+// mcpCredentials is an mcp_servers entry's credentials block, with the API's keys.
+type mcpCredentials struct {
+	AuthValue    string   `yaml:"auth_value"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"`
+	Scopes       []string `yaml:"scopes"`
 }
 
 type mcpInfoConfig struct {
@@ -426,15 +446,30 @@ func decodeMCPServer(name string, n *yaml.Node) (*store.MCPServer, error) {
 			srv.Cost = store.MCPServerCost{DefaultCostPerQuery: ci.DefaultCostPerQuery, ToolNameToCostPerQuery: ci.ToolNameToCostPerQuery}
 		}
 	}
+	srv.OAuth = store.MCPServerOAuth{ClientID: c.ClientID, AuthorizationURL: c.AuthorizationURL, TokenURL: c.TokenURL,
+		RegistrationURL: c.RegistrationURL, Scopes: c.Scopes, GrantType: c.OAuth2Flow,
+		Passthrough: c.OAuthPassthrough, DelegateAuthToUpstream: c.DelegateAuthToUpstream}
+	switch c.OAuth2Flow {
+	case "", "authorization_code", "client_credentials":
+	default:
+		return nil, fmt.Errorf("config: mcp_servers.%s.oauth2_flow: %q must be authorization_code or client_credentials", name, c.OAuth2Flow)
+	}
 	creds := map[string]string{}
-	for k, v := range c.Credentials {
-		switch k {
-		case "auth_value", "client_secret":
-			creds[k] = v
-		case "client_id":
-			srv.OAuth.ClientID = v
-		default:
-			return nil, fmt.Errorf("config: mcp_servers.%s.credentials: unknown key %s", name, k)
+	if c.ClientSecret != "" {
+		creds["client_secret"] = c.ClientSecret
+	}
+	if cr := c.Credentials; cr != nil {
+		if cr.AuthValue != "" {
+			creds["auth_value"] = cr.AuthValue
+		}
+		if cr.ClientSecret != "" {
+			creds["client_secret"] = cr.ClientSecret
+		}
+		if cr.ClientID != "" {
+			srv.OAuth.ClientID = cr.ClientID
+		}
+		if len(cr.Scopes) > 0 {
+			srv.OAuth.Scopes = cr.Scopes
 		}
 	}
 	if c.AuthValue != "" {
