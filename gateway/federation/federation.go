@@ -132,6 +132,8 @@ type Tool struct {
 	Tool mcp.Tool
 	// Server is the upstream server name and Original its tool name.
 	Server, Original string
+
+	src toolSrc // the view it was listed from (fastlist.go)
 }
 
 // Errors returned by the REST helpers.
@@ -169,6 +171,7 @@ type Federation struct {
 	sessions *sessions
 	dispatch string // internal name of the one registered tool/prompt/resource
 	handler  http.Handler
+	slowList atomic.Bool // tests: tools/list without the fast encoding (fastlist.go)
 
 	subscriber Subscriber // nil: resource subscriptions are not offered
 	subs       *subscriptions
@@ -445,6 +448,9 @@ func (f *Federation) Close() error {
 	_ = f.http.Shutdown(ctx)
 	f.sse.CloseSessions()
 	f.wg.Wait()
+	// expirable.LRU (v2.0.7) cannot be stopped: its expiry goroutine outlives
+	// Close, but holds nothing once purged.
+	f.forgetServer("")
 	return nil
 }
 

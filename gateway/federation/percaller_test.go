@@ -175,3 +175,21 @@ func TestPerCallerCacheForgetsOnListChanged(t *testing.T) {
 		t.Errorf("after list_changed (-want +got):\n%s", diff)
 	}
 }
+
+func TestPerCallerCacheIsBounded(t *testing.T) {
+	u := &perCallerUpstreams{fakeUpstreams: newFake(), tools: map[string][]string{}, fetchs: map[string]int{}}
+	u.authorize("alice", "contacts")
+	u.authorize("bob", "contacts")
+	_, ts := newTestFederation(t, u, Config{CallerCacheSize: 1}, Server{Name: "crm", PerCaller: true})
+	alice := dial(t, ts.URL+"/mcp", modern, "alice", nil)
+	bob := dial(t, ts.URL+"/mcp", modern, "bob", nil)
+	listTools(t, alice)
+	listTools(t, alice) // cached
+	listTools(t, bob)   // evicts alice's lists
+	listTools(t, alice) // fetched again
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.fetchs["alice"] != 2 || u.fetchs["bob"] != 1 {
+		t.Errorf("list fetches with room for one caller: %v, want alice 2, bob 1", u.fetchs)
+	}
+}
