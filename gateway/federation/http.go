@@ -167,6 +167,7 @@ func (f *Federation) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	narrow(&sc, r.Header.Values("X-Mcp-Servers"))
 
+	toolsList := false
 	if r.Method == http.MethodPost {
 		body, status := f.readBody(w, r)
 		if status != 0 {
@@ -183,6 +184,7 @@ func (f *Federation) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
+		toolsList = rt.kind == routeMCP && isToolsList(body)
 	}
 
 	ctx := withState(r.Context(), &reqState{scope: sc})
@@ -203,6 +205,9 @@ func (f *Federation) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusNotFound, "not_found", "Mcp-Session-Id", "unknown session")
 				return
 			}
+		}
+		if toolsList {
+			w, ctx = f.withFastList(ctx, w)
 		}
 		f.http.ServeHTTP(w, r.WithContext(ctx))
 	}

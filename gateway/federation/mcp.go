@@ -66,10 +66,7 @@ func (f *Federation) buildMCP() {
 	})
 	h.AddAfterListTools(func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
 		tools, missing, need := f.listTools(ctx, stateFrom(ctx).scope)
-		res.Tools = make([]mcp.Tool, len(tools))
-		for i := range tools {
-			res.Tools[i] = tools[i].Tool
-		}
+		res.Tools = f.shownTools(ctx, tools)
 		res.NextCursor = ""
 		res.Meta = authMeta(missingMeta(res.Meta, missing), need)
 	})

@@ -50,6 +50,7 @@ type toolView struct {
 	prefixed []mcp.Tool // aggregate routes
 	byPlain  map[string]int
 	byPrefix map[string]int
+	enc      toolEncodings // the tools encoded, for the fast tools/list (fastlist.go)
 }
 
 type promptView struct {
@@ -360,7 +361,7 @@ func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string,
 		}
 		for i, t := range shown {
 			if f.allowToolOf(ctx, st, v.original[i]) { // st passed AllowServer in inScope
-				out = append(out, Tool{Tool: t, Server: st.cfg.Name, Original: v.original[i]})
+				out = append(out, Tool{Tool: t, Server: st.cfg.Name, Original: v.original[i], src: toolSrc{v, i, sc.single == ""}})
 			}
 		}
 	})
