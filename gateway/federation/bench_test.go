@@ -77,33 +77,57 @@ func BenchmarkToolsListCached(b *testing.B) {
 		}
 		p50(b, "p50-ms", ds)
 	})
-	b.Run("mcp-server", func(b *testing.B) {
-		// The gateway side only: a raw 2025-11-25 POST, response discarded.
-		c := dial(b, ts.URL+"/mcp", legacy, "p", nil)
-		id := c.GetSessionId()
-		ds := make([]time.Duration, 0, b.N)
-		b.ReportAllocs()
-		for b.Loop() {
-			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Mcp-Session-Id", id)
-			req.Header.Set("Mcp-Protocol-Version", mcp.ProtocolVersion20251125)
-			req.Header.Set("X-Test-Principal", "p")
-			start := time.Now()
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, _ := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			ds = append(ds, time.Since(start))
-			if resp.StatusCode != http.StatusOK || n < 1000 {
-				b.Fatal(resp.Status, n)
-			}
+	// The gateway side only: raw tools/list POSTs, responses discarded, each
+	// next to a REST list for the ratio; "fast" is the normal path (tool
+	// encodings reused, fastlist.go), "mcp-go" lets mcp-go encode every tool.
+	for _, e := range []era{legacy, modern} {
+		for _, mode := range []string{"fast", "mcp-go"} {
+			b.Run(fmt.Sprintf("mcp-server-%s-%s", e, mode), func(b *testing.B) {
+				f.slowList.Store(mode == "mcp-go")
+				defer f.slowList.Store(false)
+				headers := map[string]string{"Mcp-Protocol-Version": mcp.ProtocolVersion20260728, "Mcp-Method": "tools/list"}
+				body := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+				if e == legacy {
+					c := dial(b, ts.URL+"/mcp", legacy, "p", nil)
+					headers = map[string]string{"Mcp-Session-Id": c.GetSessionId(), "Mcp-Protocol-Version": mcp.ProtocolVersion20251125}
+					body = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+				}
+				ds := make([]time.Duration, 0, b.N)
+				rs := make([]time.Duration, 0, b.N)
+				b.ReportAllocs()
+				for b.Loop() {
+					req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Accept", "application/json, text/event-stream")
+					req.Header.Set("X-Test-Principal", "p")
+					for k, v := range headers {
+						req.Header.Set(k, v)
+					}
+					start := time.Now()
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ds = append(ds, time.Since(start))
+					if resp.StatusCode != http.StatusOK || n < 1000 {
+						b.Fatal(resp.Status, n)
+					}
+					start = time.Now()
+					tools, _, _ := f.ListTools(ctx, nil)
+					rs = append(rs, time.Since(start))
+					if len(tools) != 1000 {
+						b.Fatal(len(tools))
+					}
+				}
+				d := p50(b, "p50-ms", ds)
+				if r := p50(b, "rest-p50-ms", rs); r > 0 {
+					b.ReportMetric(d/r, "ratio-vs-rest")
+				}
+			})
 		}
-		p50(b, "p50-ms", ds)
-	})
+	}
 	b.Run("mcp-client", func(b *testing.B) {
 		c := dial(b, ts.URL+"/mcp", modern, "p", nil)
 		ds := make([]time.Duration, 0, b.N)
@@ -190,4 +214,66 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkToolsListCold lists tools over MCP (2026-07-28, HTTP) right after
+// registering upstreams that each answer tools/list after d: one upstream,
+// and 50 (20 tools each), alternately. A cold list should cost the slowest
+// upstream plus a little ("minus-d"), never the sum of the upstreams.
+func BenchmarkToolsListCold(b *testing.B) {
+	const d = 30 * time.Millisecond
+	one, oneURL, oneServers := coldFederation(b, 1, d)
+	fifty, fiftyURL, fiftyServers := coldFederation(b, 50, d)
+	// Two names for each server: registering the other set makes every list
+	// cold again.
+	renamed := func(servers []Server, suffix string) []Server {
+		out := make([]Server, len(servers))
+		for i, s := range servers {
+			out[i] = Server{Name: s.Name + suffix}
+		}
+		return out
+	}
+	for _, f := range []*Federation{one, fifty} {
+		u := f.up.(*slowUpstreams)
+		u.mu.Lock()
+		for name, tools := range u.tools {
+			u.tools[name+"_b"] = tools
+		}
+		u.mu.Unlock()
+	}
+	sets := [2][2][]Server{{oneServers, renamed(oneServers, "_b")}, {fiftyServers, renamed(fiftyServers, "_b")}}
+	list := func(f *Federation, url string, servers []Server, want int) time.Duration {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", mcp.ProtocolVersion20260728)
+		req.Header.Set("Mcp-Method", "tools/list")
+		start := time.Now()
+		f.SetServers(servers)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if got := strings.Count(string(body), `"name":"s`); resp.StatusCode != http.StatusOK || got != want {
+			b.Fatalf("cold list: %s, %d tools, want %d", resp.Status, got, want)
+		}
+		return took
+	}
+	var ones, fifties []time.Duration
+	i := 0
+	for b.Loop() {
+		ones = append(ones, list(one, oneURL, sets[0][i%2], 20))
+		fifties = append(fifties, list(fifty, fiftyURL, sets[1][i%2], 1000))
+		i++
+	}
+	o := p50(b, "one-p50-ms", ones)
+	m := p50(b, "fifty-p50-ms", fifties)
+	ms := float64(d) / float64(time.Millisecond)
+	b.ReportMetric(o-ms, "one-minus-d-ms")
+	b.ReportMetric(m-ms, "fifty-minus-d-ms")
+	b.ReportMetric(m/ms, "fifty-over-d")
 }
