@@ -222,8 +222,8 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 // upstream plus a little ("minus-d"), never the sum of the upstreams.
 func BenchmarkToolsListCold(b *testing.B) {
 	const d = 30 * time.Millisecond
-	one, oneURL, oneServers := coldFederation(b, 1, d)
-	fifty, fiftyURL, fiftyServers := coldFederation(b, 50, d)
+	one, oneURL, oneServers := coldFederation(b, 1, 20, d)
+	fifty, fiftyURL, fiftyServers := coldFederation(b, 50, 20, d)
 	// Two names for each server: registering the other set makes every list
 	// cold again.
 	renamed := func(servers []Server, suffix string) []Server {
