@@ -181,7 +181,7 @@ func (w *fastListWriter) Write(p []byte) (int, error) {
 	tools, rest := fl.tools, p[at+len(fl.placeholder):]
 	fl.mu.Unlock()
 
-	size := len(p) - len(fl.placeholder) + len(tools)
+	size := len(p) - (len(p) - len(rest) - at) + len(tools)
 	for _, t := range tools {
 		size += len(t)
 	}
