@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/toolgate/toolgate/store"
@@ -109,8 +110,14 @@ type Manager struct {
 
 	mu      sync.Mutex
 	alerted map[string]bool // scope/id/period already alerted
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+
+	// limited remembers, for a while, chains of refs found to have a max budget, so that
+	// their calls go straight to the store's reservation (see Reserve). Only that answer is
+	// remembered: a stale entry costs one unneeded reservation, never an unchecked call.
+	limited  sync.Map // refsKey -> time.Time (until)
+	nlimited atomic.Int64
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New validates cfg and returns a Manager. It does no I/O; call Start to run the background
@@ -239,12 +246,26 @@ type Reservation struct {
 	ID     string
 	Refs   []store.BudgetRef
 	Amount float64
-	once   sync.Once
+	// Held reports whether the amount is held in the store. It is false when no budget in
+	// Refs had a max budget: nothing could be refused, so nothing was held, and Commit only
+	// adds the spend.
+	Held bool
+	once sync.Once
 }
+
+// maxLimited bounds the chains Manager remembers.
+const maxLimited = 4096
+
+// limitedFor is how long a chain found to have a max budget skips the read in Reserve.
+const limitedFor = time.Minute
 
 // Reserve holds amount on every budget in refs at once. If any of them cannot take it,
 // nothing is held and the error is an *ExceededError naming the first such budget. With no
 // refs it returns a Reservation that does nothing.
+//
+// When no budget in refs has a max budget, nothing is held (Held is false): a read of the
+// budgets replaces the store's reservation, which is a write. A max budget set after that
+// read applies from the next call on, as if the call had been admitted just before.
 func (m *Manager) Reserve(ctx context.Context, refs []store.BudgetRef, amount float64) (*Reservation, error) {
 	if amount < 0 {
 		amount = 0
@@ -253,7 +274,25 @@ func (m *Manager) Reserve(ctx context.Context, refs []store.BudgetRef, amount fl
 	if len(r.Refs) == 0 {
 		return r, nil
 	}
-	err := m.st.Reserve(ctx, r.ID, r.Refs, amount, m.now().Add(m.cfg.ReservationTTL))
+	key := refsKey(r.Refs)
+	now := m.now()
+	if until, ok := m.limited.Load(key); !ok || now.After(until.(time.Time)) {
+		bs, err := m.st.Budgets(ctx, r.Refs)
+		if err != nil {
+			return nil, fmt.Errorf("read budgets: %w", err)
+		}
+		if !anyLimit(bs) {
+			m.limited.Delete(key)
+			return r, nil
+		}
+		if m.nlimited.Add(1) > maxLimited {
+			m.limited.Clear() // many distinct chains (end users, tags): start over
+			m.nlimited.Store(0)
+		}
+		m.limited.Store(key, now.Add(limitedFor))
+	}
+	r.Held = true
+	err := m.st.Reserve(ctx, r.ID, r.Refs, amount, now.Add(m.cfg.ReservationTTL))
 	var be *store.BudgetExceededError
 	if errors.As(err, &be) {
 		return nil, &ExceededError{Scope: be.Scope, ID: be.ID, MaxBudget: be.MaxBudget, Spend: be.Spend, Reserved: be.Reserved}
@@ -272,7 +311,7 @@ func (r *Reservation) Commit(ctx context.Context, actual float64) error {
 	}
 	var err error
 	r.once.Do(func() {
-		if len(r.Refs) == 0 {
+		if len(r.Refs) == 0 || (!r.Held && actual == 0) {
 			return
 		}
 		// Settle must happen even if the caller's context is gone (client disconnect).
@@ -356,6 +395,26 @@ func (m *Manager) post(ctx context.Context, a Alert) error {
 		return fmt.Errorf("alert webhook answered %s", resp.Status)
 	}
 	return nil
+}
+
+func anyLimit(bs []*store.Budget) bool {
+	for _, b := range bs {
+		if b.MaxBudget != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func refsKey(refs []store.BudgetRef) string {
+	var sb strings.Builder
+	for _, r := range refs {
+		sb.WriteString(string(r.Scope))
+		sb.WriteByte(0)
+		sb.WriteString(r.ID)
+		sb.WriteByte(0)
+	}
+	return sb.String()
 }
 
 func dedupe(refs []store.BudgetRef) []store.BudgetRef {

@@ -381,3 +381,64 @@ func TestExceededErrorNamesTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestNoLimitHoldsNothing: a call whose budgets have no max budget holds nothing in the
+// store (no reservation, Reserved stays 0) but is still charged; once one of its budgets
+// gets a max budget, the very next call is reserved and refused when it does not fit.
+func TestNoLimitHoldsNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "free-" + b.name}
+			team := store.BudgetRef{Scope: store.BudgetTeam, ID: "team-" + b.name}
+			refs := []store.BudgetRef{key, team}
+			m := newManager(t, b.st)
+			r, err := m.Reserve(ctx, refs, 0.5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Held {
+				t.Error("reservation without a max budget: got Held, want nothing held")
+			}
+			if got := budgetsOf(t, b.st, refs); got[team][1] != 0 || got[key][1] != 0 {
+				t.Errorf("reserved while held-free reservation open: got %v, want 0", got)
+			}
+			if err := r.Commit(ctx, 0.4); err != nil {
+				t.Fatal(err)
+			}
+			for ref, sr := range budgetsOf(t, b.st, refs) {
+				if sr[0] < 0.4-1e-9 || sr[0] > 0.4+1e-9 || sr[1] != 0 {
+					t.Errorf("%s after commit: got spend %v reserved %v, want 0.4 and 0", ref.Scope, sr[0], sr[1])
+				}
+			}
+			b.setLimit(t, team, 1)
+			r2, err := m.Reserve(ctx, refs, 0.5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r2.Held {
+				t.Error("reservation after a max budget was set: not held")
+			}
+			if _, err := m.Reserve(ctx, refs, 0.5); !isExceeded(err) {
+				t.Fatalf("third reservation of 0.5 on 0.4 spent + 0.5 held of 1: got %v, want ExceededError", err)
+			}
+			if err := r2.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// budgetsOf returns spend and reserved of each ref that has a row.
+func budgetsOf(t testing.TB, st budget.Store, refs []store.BudgetRef) map[store.BudgetRef][2]float64 {
+	t.Helper()
+	bs, err := st.Budgets(context.Background(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[store.BudgetRef][2]float64{}
+	for _, b := range bs {
+		out[b.BudgetRef] = [2]float64{b.Spend, b.Reserved}
+	}
+	return out
+}

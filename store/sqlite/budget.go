@@ -81,10 +81,24 @@ func (db *DB) Budget(ctx context.Context, ref store.BudgetRef) (*store.Budget, e
 
 // Budgets returns the budgets that exist among refs, in refs order.
 func (db *DB) Budgets(ctx context.Context, refs []store.BudgetRef) ([]*store.Budget, error) {
-	return budgetsOf(ctx, db.db, refs)
+	return budgetsOf(ctx, preparedDB{db}, refs)
 }
 
-func budgetsOf(ctx context.Context, q queryer, refs []store.BudgetRef) ([]*store.Budget, error) {
+// preparedDB runs reads through DB's prepared statements: the budget core reads a
+// request's budgets on every LLM call.
+type preparedDB struct{ db *DB }
+
+func (p preparedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.db.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func budgetsOf(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, refs []store.BudgetRef) ([]*store.Budget, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
@@ -135,75 +149,80 @@ func (db *DB) DeleteBudget(ctx context.Context, ref store.BudgetRef) error {
 }
 
 // Reserve adds amount to Reserved on every ref, or on none when one of them would go over
-// its MaxBudget. The write transaction (BEGIN IMMEDIATE) serializes concurrent reservations.
+// its MaxBudget. Reservations and settlements are group-committed (see batch.go): each is
+// applied alone, in order, inside the one write transaction (BEGIN IMMEDIATE) of its batch,
+// so concurrent reservations stay serialized and atomic.
 func (db *DB) Reserve(ctx context.Context, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
+	return db.budgetDo(ctx, func(ctx context.Context, tx queryer, now time.Time) error {
+		return reserveTx(ctx, tx, fmtTime(now), id, refs, amount, expiresAt)
+	})
+}
+
+func reserveTx(ctx context.Context, tx queryer, now, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
 	refs = uniqueRefs(refs)
-	now := fmtTime(db.now())
 	refsJSON, err := json.Marshal(refs)
 	if err != nil {
 		return fmt.Errorf("reserve %s: %w", id, err)
 	}
-	return db.inTx(ctx, func(tx *sql.Tx) error {
-		what := "reserve " + id
-		if _, err := tx.ExecContext(ctx, `INSERT INTO budget_reservations (id, refs, amount, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?)`, id, string(refsJSON), amount, fmtTime(expiresAt), now); err != nil {
+	what := "reserve " + id
+	if _, err := tx.ExecContext(ctx, `INSERT INTO budget_reservations (id, refs, amount, expires_at, created_at)
+		VALUES (?, ?, ?, ?, ?)`, id, string(refsJSON), amount, fmtTime(expiresAt), now); err != nil {
+		return mapErr(what, err)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	// One upsert: missing rows are created (no limit, so the amount fits); existing rows
+	// take the amount only where it fits. RETURNING names the rows that took it.
+	ins := strings.Repeat("(?, ?, ?, ?), ", len(refs))
+	args := make([]any, 0, 4*len(refs)+1)
+	for _, r := range refs {
+		args = append(args, string(r.Scope), r.ID, amount, now)
+	}
+	args = append(args, epsilon)
+	rows, err := tx.QueryContext(ctx, `INSERT INTO budgets AS b (scope, id, reserved, updated_at)
+		VALUES `+strings.TrimSuffix(ins, ", ")+`
+		ON CONFLICT (scope, id) DO UPDATE SET reserved = b.reserved + excluded.reserved, updated_at = excluded.updated_at
+		WHERE b.max_budget IS NULL OR b.spend + b.reserved + excluded.reserved <= b.max_budget + ?
+		RETURNING scope, id`, args...)
+	if err != nil {
+		return mapErr(what, err)
+	}
+	ok := make(map[store.BudgetRef]bool, len(refs))
+	for rows.Next() {
+		var r store.BudgetRef
+		var scope string
+		if err := rows.Scan(&scope, &r.ID); err != nil {
+			rows.Close()
 			return mapErr(what, err)
 		}
-		if len(refs) == 0 {
-			return nil
+		r.Scope = store.BudgetScope(scope)
+		ok[r] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return mapErr(what, err)
+	}
+	if len(ok) == len(refs) {
+		return nil
+	}
+	// Rows that refused were left unchanged: report the first in refs order.
+	for _, r := range refs {
+		if ok[r] {
+			continue
 		}
-		// One upsert: missing rows are created (no limit, so the amount fits); existing rows
-		// take the amount only where it fits. RETURNING names the rows that took it.
-		ins := strings.Repeat("(?, ?, ?, ?), ", len(refs))
-		args := make([]any, 0, 4*len(refs)+1)
-		for _, r := range refs {
-			args = append(args, string(r.Scope), r.ID, amount, now)
-		}
-		args = append(args, epsilon)
-		rows, err := tx.QueryContext(ctx, `INSERT INTO budgets AS b (scope, id, reserved, updated_at)
-			VALUES `+strings.TrimSuffix(ins, ", ")+`
-			ON CONFLICT (scope, id) DO UPDATE SET reserved = b.reserved + excluded.reserved, updated_at = excluded.updated_at
-			WHERE b.max_budget IS NULL OR b.spend + b.reserved + excluded.reserved <= b.max_budget + ?
-			RETURNING scope, id`, args...)
+		b, err := scanBudget(tx.QueryRowContext(ctx, `SELECT `+budgetColumns+` FROM budgets WHERE scope = ? AND id = ?`,
+			string(r.Scope), r.ID))
 		if err != nil {
 			return mapErr(what, err)
 		}
-		ok := make(map[store.BudgetRef]bool, len(refs))
-		for rows.Next() {
-			var r store.BudgetRef
-			var scope string
-			if err := rows.Scan(&scope, &r.ID); err != nil {
-				rows.Close()
-				return mapErr(what, err)
-			}
-			r.Scope = store.BudgetScope(scope)
-			ok[r] = true
+		e := &store.BudgetExceededError{Scope: b.Scope, ID: b.ID, Spend: b.Spend, Reserved: b.Reserved}
+		if b.MaxBudget != nil {
+			e.MaxBudget = *b.MaxBudget
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return mapErr(what, err)
-		}
-		if len(ok) == len(refs) {
-			return nil
-		}
-		// Rows that refused were left unchanged: report the first in refs order.
-		for _, r := range refs {
-			if ok[r] {
-				continue
-			}
-			b, err := scanBudget(tx.QueryRowContext(ctx, `SELECT `+budgetColumns+` FROM budgets WHERE scope = ? AND id = ?`,
-				string(r.Scope), r.ID))
-			if err != nil {
-				return mapErr(what, err)
-			}
-			e := &store.BudgetExceededError{Scope: b.Scope, ID: b.ID, Spend: b.Spend, Reserved: b.Reserved}
-			if b.MaxBudget != nil {
-				e.MaxBudget = *b.MaxBudget
-			}
-			return e
-		}
-		return fmt.Errorf("%s: budgets changed under the reservation", what)
-	})
+		return e
+	}
+	return fmt.Errorf("%s: budgets changed under the reservation", what)
 }
 
 // releaseAmount is the SQL that takes ? (twice) off reserved, never below zero.
@@ -212,35 +231,38 @@ const releaseAmount = `CASE WHEN reserved - ? < 1e-9 THEN 0 ELSE reserved - ? EN
 // Settle closes reservation id and charges actual to its budgets (or to refs when the
 // reservation is gone).
 func (db *DB) Settle(ctx context.Context, id string, refs []store.BudgetRef, actual float64) error {
-	return db.inTx(ctx, func(tx *sql.Tx) error {
-		what := "settle " + id
-		var (
-			refsJSON string
-			amount   float64
-		)
-		err := tx.QueryRowContext(ctx, `DELETE FROM budget_reservations WHERE id = ? RETURNING refs, amount`, id).Scan(&refsJSON, &amount)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			refs = uniqueRefs(refs)
-		case err != nil:
-			return mapErr(what, err)
-		default:
-			refs = nil
-			if err := unJSON(refsJSON, &refs); err != nil {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-		}
-		now := fmtTime(db.now())
-		for _, r := range refs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO budgets (scope, id, spend, updated_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (scope, id) DO UPDATE SET spend = spend + excluded.spend,
-					reserved = `+releaseAmount+`, updated_at = excluded.updated_at`,
-				string(r.Scope), r.ID, actual, now, amount, amount); err != nil {
-				return mapErr(what, err)
-			}
-		}
-		return nil
+	return db.budgetDo(ctx, func(ctx context.Context, tx queryer, now time.Time) error {
+		return settleTx(ctx, tx, fmtTime(now), id, refs, actual)
 	})
+}
+
+func settleTx(ctx context.Context, tx queryer, now, id string, refs []store.BudgetRef, actual float64) error {
+	what := "settle " + id
+	var (
+		refsJSON string
+		amount   float64
+	)
+	err := tx.QueryRowContext(ctx, `DELETE FROM budget_reservations WHERE id = ? RETURNING refs, amount`, id).Scan(&refsJSON, &amount)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		refs = uniqueRefs(refs)
+	case err != nil:
+		return mapErr(what, err)
+	default:
+		refs = nil
+		if err := unJSON(refsJSON, &refs); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for _, r := range refs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO budgets (scope, id, spend, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (scope, id) DO UPDATE SET spend = spend + excluded.spend,
+				reserved = `+releaseAmount+`, updated_at = excluded.updated_at`,
+			string(r.Scope), r.ID, actual, now, amount, amount); err != nil {
+			return mapErr(what, err)
+		}
+	}
+	return nil
 }
 
 // ReleaseExpired releases reservations whose expiry is before now.

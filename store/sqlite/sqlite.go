@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/toolgate/toolgate/store"
@@ -31,6 +32,15 @@ type DB struct {
 	// queueing here is much faster than its busy handler's sleep-and-retry. Other processes
 	// sharing the file are still serialized by SQLite itself (busy timeout).
 	wsem chan struct{}
+
+	// bmu guards the queue of budget operations waiting for a group commit (batch.go).
+	bmu      sync.Mutex
+	bqueue   []*budgetOp
+	brunning bool
+
+	// smu guards stmts, the statements the budget batches keep prepared.
+	smu   sync.Mutex
+	stmts map[string]*sql.Stmt
 
 	// Now returns the current time. If nil, time.Now is used. Tests replace it.
 	Now func() time.Time
@@ -73,6 +83,12 @@ func (db *DB) Open(ctx context.Context) error {
 	}
 	if db.path == ":memory:" {
 		sdb.SetMaxOpenConns(1)
+	} else {
+		// Keep connections for concurrent readers: opening one (pragmas, schema) and
+		// preparing its statements again costs more than most queries (database/sql keeps
+		// two idle by default).
+		sdb.SetMaxIdleConns(64)
+		sdb.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	if err := sdb.PingContext(ctx); err != nil {
 		sdb.Close()
@@ -149,6 +165,12 @@ func (db *DB) Close() error {
 	if db.db == nil {
 		return nil
 	}
+	db.smu.Lock()
+	for _, st := range db.stmts {
+		_ = st.Close()
+	}
+	db.stmts = nil
+	db.smu.Unlock()
 	return db.db.Close()
 }
 
