@@ -74,6 +74,8 @@ func (s *Server) upstreamHealthViews(only map[string]bool) []upstreamHealthView 
 			v.LastHealthCheck = timePtr(h.CheckedAt)
 			v.HealthCheckError = strPtr(h.Err)
 			v.Tools = h.Tools
+		} else if srv.AuthType == store.AuthOAuth2 {
+			v.HealthCheckError = strPtr("not probed: auth_type oauth2 servers are reached only with a caller's or the client-credentials token")
 		}
 		out = append(out, v)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -457,13 +458,30 @@ func TestUpstreamOAuthPerUserEndToEnd(t *testing.T) {
 		t.Errorf("refresh_token grants after expiry: %d, want 2 (one per user)", got)
 	}
 
-	// No toolgate key (nor the gateway's Authorization) ever reached the upstream.
+	// The pool does not probe an oauth2 upstream without a token (that could only fail and
+	// log); its health says why it is unknown.
+	r = g.do(t, "GET", "/v1/mcp/server/health", nil, "Authorization", "Bearer "+testMasterKey)
+	var health []struct {
+		ServerName       string  `json:"server_name"`
+		Status           string  `json:"status"`
+		HealthCheckError *string `json:"health_check_error"`
+	}
+	if err := json.Unmarshal(r.body, &health); err != nil || len(health) != 1 || health[0].Status != store.HealthUnknown ||
+		health[0].HealthCheckError == nil || !strings.Contains(*health[0].HealthCheckError, "oauth2") {
+		t.Errorf("health: %s; want crm unknown with a note naming oauth2", r.body)
+	}
+
+	// No toolgate key (nor the gateway's Authorization) ever reached the upstream, and no
+	// request came without a token.
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	if len(up.headers) == 0 {
 		t.Fatal("the upstream saw no requests")
 	}
 	for _, h := range up.headers {
+		if h.Get("Authorization") == "" {
+			t.Errorf("upstream received a request without a token: %v", h)
+		}
 		for name, vals := range h {
 			for _, v := range vals {
 				for _, k := range append(slices.Collect(mapsValues(keys)), testMasterKey) {

@@ -170,6 +170,9 @@ func (s *Server) spec(srv *store.MCPServer) (upstream.Spec, error) {
 		StaticHeaders:  srv.StaticHeaders,
 		AuthHeaders:    authHeaders(srv.AuthType, creds),
 		ForwardHeaders: srv.ExtraHeaders,
+		// oauth2 upstreams are reached only with a caller's or the client-credentials
+		// token (oauthUpstreams); a probe without one would only fail and log.
+		NoHealthCheck: srv.AuthType == store.AuthOAuth2,
 	}, nil
 }
 

@@ -674,7 +674,10 @@ func (c *conn) loop() {
 	defer c.p.wg.Done()
 	backoff := c.p.retryMin
 	for {
-		err := c.check()
+		var err error
+		if !c.spec.NoHealthCheck {
+			err = c.check()
+		}
 		if c.ctx.Err() != nil {
 			return
 		}

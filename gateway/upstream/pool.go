@@ -55,6 +55,12 @@ type Spec struct {
 	// stream, list_changed from a 2025-era upstream is not received.
 	// SSE upstreams always speak the legacy protocol.
 	Protocol string
+	// NoHealthCheck stops the pool probing the server with its own client:
+	// for servers every caller reaches with a credential of its own
+	// (WithCredential, e.g. auth_type oauth2), where a credential-less probe
+	// can only fail. Health then stays unchecked; idle credential clients
+	// are still swept.
+	NoHealthCheck bool
 }
 
 // Protocol generations for Spec.Protocol.
