@@ -37,12 +37,20 @@ func benchProvider(tb testing.TB) *httptest.Server {
 	return srv
 }
 
-// benchGateway is the llm handler with budgets, rate limits and the spend log on.
-func benchGateway(tb testing.TB, upstream string) *harness {
-	h := newHarness(tb, harnessOpts{models: []llm.ModelConfig{model("gpt", upstream, map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})}})
-	max := 1e12
-	h.st.SetLimit(store.BudgetRef{Scope: store.BudgetKey, ID: "key1"}, &max, nil, "", nil)
-	h.caller.Limits = []budget.Rule{{Scope: store.BudgetKey, ID: "key1", RPM: 1 << 40, MaxParallel: 1 << 20}}
+// benchGateway is the llm handler with the gateway's default store (SQLite, in a file)
+// and the spend log on. With limited, the caller's key has a max budget and rate limits;
+// without, no budget in the caller's chain has a limit (spend is still recorded).
+func benchGateway(tb testing.TB, upstream string, limited bool) *harness {
+	db := newSQLite(tb)
+	h := newHarness(tb, harnessOpts{models: []llm.ModelConfig{model("gpt", upstream, map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})},
+		budgets: db, spendStore: db, reader: db})
+	if limited {
+		max := 1e12
+		if err := db.UpsertBudgetLimits(context.Background(), &store.Budget{BudgetRef: store.BudgetRef{Scope: store.BudgetKey, ID: "key1"}, MaxBudget: &max}); err != nil {
+			tb.Fatal(err)
+		}
+		h.caller.Limits = []budget.Rule{{Scope: store.BudgetKey, ID: "key1", RPM: 1 << 40, MaxParallel: 1 << 20}}
+	}
 	return h
 }
 
@@ -68,7 +76,7 @@ func postOnce(tb testing.TB, c *http.Client, url string) {
 // provider with the same one through the llm handler. Compare ns/op of the two.
 func BenchmarkCompletion(b *testing.B) {
 	up := benchProvider(b)
-	h := benchGateway(b, up.URL)
+	h := benchGateway(b, up.URL, true)
 	c := benchClient()
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
@@ -200,54 +208,94 @@ func benchAdmissions(b *testing.B, st budget.Store, clients int) float64 {
 }
 
 // TestLoad is the load run behind the README numbers: latency with one client and
-// throughput with 16 and 64, direct vs through the llm handler. It runs only with
-// TOOLGATE_LLM_LOAD=1 (it takes tens of seconds and wants an idle machine).
+// throughput with 16 and 64, direct vs through the llm handler (SQLite store, spend log
+// on), for a caller whose key has a budget and one with no budget in its chain. Rates are
+// measured in alternating short rounds, so that a busy neighbour weighs on all alike. It
+// runs only with TOOLGATE_LLM_LOAD=1 (it takes tens of seconds and wants an idle machine).
+// The whole gateway (key lookup, access log) is measured by gateway's TestLLMLoad.
 func TestLoad(t *testing.T) {
 	if os.Getenv("TOOLGATE_LLM_LOAD") == "" {
 		t.Skip("set TOOLGATE_LLM_LOAD=1 to run the load test")
 	}
 	up := benchProvider(t)
-	h := benchGateway(t, up.URL)
 	c := benchClient()
-	targets := map[string]string{"direct": up.URL + "/chat/completions", "gateway": h.http.URL + "/v1/chat/completions"}
-	lat := map[string][]time.Duration{}
-	for _, name := range []string{"direct", "gateway", "direct", "gateway"} {
-		var ds []time.Duration
-		for range 3000 {
-			s := time.Now()
-			postOnce(t, c, targets[name])
-			ds = append(ds, time.Since(s))
+	names := []string{"direct", "budget", "no budget"}
+	targets := []string{up.URL + "/chat/completions",
+		benchGateway(t, up.URL, true).http.URL + "/v1/chat/completions",
+		benchGateway(t, up.URL, false).http.URL + "/v1/chat/completions"}
+	lat := make([][]time.Duration, len(targets))
+	for range 2 { // the second round wins: warm pools
+		for i, u := range targets {
+			var ds []time.Duration
+			for range 3000 {
+				s := time.Now()
+				postOnce(t, c, u)
+				ds = append(ds, time.Since(s))
+			}
+			lat[i] = ds
 		}
-		lat[name] = ds // the second round wins: warm pools
 	}
 	pct := func(ds []time.Duration, p float64) time.Duration {
 		s := append([]time.Duration(nil), ds...)
 		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 		return s[int(float64(len(s)-1)*p)]
 	}
-	t.Logf("1 client: direct p50 %v p99 %v; gateway p50 %v p99 %v; added p50 %v p99 %v",
-		pct(lat["direct"], .5), pct(lat["direct"], .99), pct(lat["gateway"], .5), pct(lat["gateway"], .99),
-		pct(lat["gateway"], .5)-pct(lat["direct"], .5), pct(lat["gateway"], .99)-pct(lat["direct"], .99))
-	for _, n := range []int{16, 64} {
-		rps := map[string]float64{}
-		for _, name := range []string{"direct", "gateway"} {
-			var count atomic.Int64
-			var wg sync.WaitGroup
-			stop := time.Now().Add(3 * time.Second)
-			for range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for time.Now().Before(stop) {
-						postOnce(t, c, targets[name])
-						count.Add(1)
-					}
-				}()
+	d50, d99 := pct(lat[0], .5), pct(lat[0], .99)
+	t.Logf("1 client: direct p50 %v p99 %v", d50, d99)
+	for i := 1; i < len(targets); i++ {
+		g50, g99 := pct(lat[i], .5), pct(lat[i], .99)
+		t.Logf("1 client, %s: p50 %v p99 %v; added p50 %v p99 %v", names[i], g50, g99, g50-d50, g99-d99)
+	}
+	rates := func(clients int, do func(url string) error, urls []string) []float64 {
+		out := make([]float64, len(urls))
+		const rounds, round = 6, 500 * time.Millisecond
+		for range rounds {
+			for i, u := range urls {
+				var count atomic.Int64
+				var wg sync.WaitGroup
+				stop := time.Now().Add(round)
+				for range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for time.Now().Before(stop) {
+							if err := do(u); err != nil {
+								t.Error(err)
+								return
+							}
+							count.Add(1)
+						}
+					}()
+				}
+				wg.Wait()
+				out[i] += float64(count.Load()) / (rounds * round.Seconds())
 			}
-			wg.Wait()
-			rps[name] = float64(count.Load()) / 3
 		}
-		t.Logf("%d clients: direct %.0f req/s, gateway %.0f req/s (%.0f%%)", n, rps["direct"], rps["gateway"], 100*rps["gateway"]/rps["direct"])
+		return out
+	}
+	post := func(body []byte) func(string) error {
+		return func(u string) error {
+			resp, err := c.Post(u, "application/json", bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("%s: status %d", u, resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	report := func(what, unit string, r []float64) {
+		line := fmt.Sprintf("%s: direct %.0f %s", what, r[0], unit)
+		for i := 1; i < len(r); i++ {
+			line += fmt.Sprintf("; %s %.0f %s (%.0f%%)", names[i], r[i], unit, 100*r[i]/r[0])
+		}
+		t.Log(line)
+	}
+	for _, n := range []int{16, 64} {
+		report(fmt.Sprintf("%d clients", n), "req/s", rates(n, post(benchBody), targets))
 	}
 	// Streaming: 10 chunks per answer, 16 clients.
 	sp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -260,34 +308,11 @@ func TestLoad(t *testing.T) {
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}))
 	defer sp.Close()
-	hs := benchGateway(t, sp.URL)
 	streamBody := bytes.Replace(benchBody, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
-	stargets := map[string]string{"direct": sp.URL + "/chat/completions", "gateway": hs.http.URL + "/v1/chat/completions"}
-	srps := map[string]float64{}
-	for _, name := range []string{"direct", "gateway"} {
-		var count atomic.Int64
-		var wg sync.WaitGroup
-		stop := time.Now().Add(3 * time.Second)
-		for range 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(stop) {
-					resp, err := c.Post(stargets[name], "application/json", bytes.NewReader(streamBody))
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					count.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		srps[name] = float64(count.Load()) / 3
-	}
-	t.Logf("streaming, 16 clients: direct %.0f streams/s, gateway %.0f streams/s (%.0f%%)", srps["direct"], srps["gateway"], 100*srps["gateway"]/srps["direct"])
+	stargets := []string{sp.URL + "/chat/completions",
+		benchGateway(t, sp.URL, true).http.URL + "/v1/chat/completions",
+		benchGateway(t, sp.URL, false).http.URL + "/v1/chat/completions"}
+	report("streaming, 16 clients", "streams/s", rates(16, post(streamBody), stargets))
 }
 
 // rtFunc is an in-memory provider: no network, so BenchmarkHandler measures the
