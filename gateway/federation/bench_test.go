@@ -218,12 +218,21 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 
 // BenchmarkToolsListCold lists tools over MCP (2026-07-28, HTTP) right after
 // registering upstreams that each answer tools/list after d: one upstream,
-// and 50 (20 tools each), alternately. A cold list should cost the slowest
-// upstream plus a little ("minus-d"), never the sum of the upstreams.
+// 50 (20 tools each), and 50 answering at staggered times (spread evenly from
+// d-10ms to d+10ms), in turn. A cold list should cost the slowest upstream
+// plus a little ("minus-d", "minus-slowest"), never the sum of the upstreams.
 func BenchmarkToolsListCold(b *testing.B) {
 	const d = 30 * time.Millisecond
 	one, oneURL, oneServers := coldFederation(b, 1, 20, d)
 	fifty, fiftyURL, fiftyServers := coldFederation(b, 50, 20, d)
+	stag, stagURL, stagServers := coldFederation(b, 50, 20, d)
+	slowest := d + 10*time.Millisecond
+	delays := map[string]time.Duration{}
+	for i, s := range stagServers {
+		delay := d - 10*time.Millisecond + time.Duration(i)*20*time.Millisecond/time.Duration(len(stagServers)-1)
+		delays[s.Name], delays[s.Name+"_b"] = delay, delay
+	}
+	stag.up.(*slowUpstreams).delays = delays
 	// Two names for each server: registering the other set makes every list
 	// cold again.
 	renamed := func(servers []Server, suffix string) []Server {
@@ -233,7 +242,7 @@ func BenchmarkToolsListCold(b *testing.B) {
 		}
 		return out
 	}
-	for _, f := range []*Federation{one, fifty} {
+	for _, f := range []*Federation{one, fifty, stag} {
 		u := f.up.(*slowUpstreams)
 		u.mu.Lock()
 		for name, tools := range u.tools {
@@ -241,7 +250,8 @@ func BenchmarkToolsListCold(b *testing.B) {
 		}
 		u.mu.Unlock()
 	}
-	sets := [2][2][]Server{{oneServers, renamed(oneServers, "_b")}, {fiftyServers, renamed(fiftyServers, "_b")}}
+	sets := [3][2][]Server{{oneServers, renamed(oneServers, "_b")}, {fiftyServers, renamed(fiftyServers, "_b")},
+		{stagServers, renamed(stagServers, "_b")}}
 	list := func(f *Federation, url string, servers []Server, want int) time.Duration {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(
 			`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
@@ -263,17 +273,20 @@ func BenchmarkToolsListCold(b *testing.B) {
 		}
 		return took
 	}
-	var ones, fifties []time.Duration
+	var ones, fifties, stags []time.Duration
 	i := 0
 	for b.Loop() {
 		ones = append(ones, list(one, oneURL, sets[0][i%2], 20))
 		fifties = append(fifties, list(fifty, fiftyURL, sets[1][i%2], 1000))
+		stags = append(stags, list(stag, stagURL, sets[2][i%2], 1000))
 		i++
 	}
 	o := p50(b, "one-p50-ms", ones)
 	m := p50(b, "fifty-p50-ms", fifties)
+	st := p50(b, "staggered-p50-ms", stags)
 	ms := float64(d) / float64(time.Millisecond)
 	b.ReportMetric(o-ms, "one-minus-d-ms")
 	b.ReportMetric(m-ms, "fifty-minus-d-ms")
 	b.ReportMetric(m/ms, "fifty-over-d")
+	b.ReportMetric(st-float64(slowest)/float64(time.Millisecond), "staggered-minus-slowest-ms")
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// listCache holds one upstream list (tools, resources, templates or prompts)
+// listCache holds one upstream list L (tools, resources, templates or prompts)
 // of one server. A list that was fetched once is always served at once; it is
 // refreshed in the background when older than the TTL or marked stale. A list
 // that was never fetched is fetched on demand, and callers wait for it only
@@ -14,9 +14,9 @@ import (
 // a list that never succeeded, callers do not wait again until retryAfter has
 // passed (the refresh still runs in the background), so a dead upstream costs
 // one deadline, not one per request.
-type listCache[T any] struct {
+type listCache[L any] struct {
 	mu        sync.Mutex
-	items     []T
+	items     L
 	gen       uint64 // incremented by every successful fetch
 	fetchedAt time.Time
 	failedAt  time.Time
@@ -25,8 +25,10 @@ type listCache[T any] struct {
 	inflight  chan struct{}
 }
 
-// fetcher fetches a list.
-type fetcher[T any] func(ctx context.Context) ([]T, error)
+// fetcher fetches a list. It runs in the fetch's own goroutine, before
+// waiting callers are woken, so work it does on the list overlaps the wait for
+// other upstreams.
+type fetcher[L any] func(ctx context.Context) (L, error)
 
 // cacheEnv is what a listCache needs from its Federation.
 type cacheEnv struct {
@@ -40,14 +42,14 @@ type cacheEnv struct {
 }
 
 // snapshot returns the cached items without fetching, and whether there are any.
-func (c *listCache[T]) snapshot() ([]T, uint64, bool) {
+func (c *listCache[L]) snapshot() (L, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.items, c.gen, !c.fetchedAt.IsZero()
 }
 
 // lastErr returns the error of the last fetch, nil if it succeeded.
-func (c *listCache[T]) lastErr() error {
+func (c *listCache[L]) lastErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -55,7 +57,7 @@ func (c *listCache[T]) lastErr() error {
 
 // get returns the list, fetching it if it was never fetched and waiting for
 // that at most until wait is done. ok is false if no list is available.
-func (c *listCache[T]) get(wait context.Context, env cacheEnv, fetch fetcher[T]) (items []T, gen uint64, ok bool) {
+func (c *listCache[L]) get(wait context.Context, env cacheEnv, fetch fetcher[L]) (items L, gen uint64, ok bool) {
 	c.mu.Lock()
 	now := time.Now()
 	if env.onLookup != nil {
@@ -71,7 +73,7 @@ func (c *listCache[T]) get(wait context.Context, env cacheEnv, fetch fetcher[T])
 	}
 	if c.inflight == nil && !c.failedAt.IsZero() && now.Sub(c.failedAt) < env.retryAfter {
 		c.mu.Unlock()
-		return nil, 0, false
+		return items, 0, false
 	}
 	done := c.startLocked(env, fetch)
 	c.mu.Unlock()
@@ -86,14 +88,14 @@ func (c *listCache[T]) get(wait context.Context, env cacheEnv, fetch fetcher[T])
 
 // refresh starts a fetch (unless one is running) and returns a channel closed
 // when it ends.
-func (c *listCache[T]) refresh(env cacheEnv, fetch fetcher[T]) <-chan struct{} {
+func (c *listCache[L]) refresh(env cacheEnv, fetch fetcher[L]) <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stale = true
 	return c.startLocked(env, fetch)
 }
 
-func (c *listCache[T]) startLocked(env cacheEnv, fetch fetcher[T]) chan struct{} {
+func (c *listCache[L]) startLocked(env cacheEnv, fetch fetcher[L]) chan struct{} {
 	if c.inflight != nil {
 		return c.inflight
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -16,8 +17,9 @@ import (
 // tool (it builds a map and encodes that), and encoding/json then re-scans
 // each tool's output: for 50 servers of 20 tools about 10 ms per request,
 // repeated for every request although the tools only change when an upstream
-// list is refetched. So each tool view encodes its tools once (on first use,
-// see encodings), and a tools/list POST reuses those bytes.
+// list is refetched. So each tool view holds its tools encoded (built with the
+// view, as soon as the upstream's list arrives, from parts encoded once per
+// upstream tool: toolenc.go), and a tools/list POST reuses those bytes.
 //
 // The request still goes through mcp-go unchanged: transport and session
 // checks, protocol-era rules, hooks, result decoration (_meta, resultType,
@@ -47,17 +49,10 @@ type fastList struct {
 	placeholder []byte   // encoding of the placeholder tool
 	tools       [][]byte // the caller's tools, encoded; nil until the hook ran
 	used        bool
+	written     *atomic.Uint64 // counts responses written with the recorded tools
 }
 
 type fastListKey struct{}
-
-// toolEncodings holds a tool view's tools encoded with json.Marshal, built on
-// first use: [0] the plain names (single-server routes), [1] the prefixed
-// ones. An entry is nil if that tool failed to encode.
-type toolEncodings struct {
-	once [2]sync.Once
-	enc  [2][][]byte
-}
 
 // toolSrc is where a listed Tool comes from: index i of v's plain or prefixed
 // tools.
@@ -72,24 +67,14 @@ func (s toolSrc) encoded() []byte {
 	if s.v == nil {
 		return nil
 	}
-	k, shown := 0, s.v.plain
+	k := 0
 	if s.prefixed {
-		k, shown = 1, s.v.prefixed
+		k = 1
 	}
-	e := &s.v.enc
-	e.once[k].Do(func() {
-		out := make([][]byte, len(shown))
-		for i := range shown {
-			if b, err := json.Marshal(shown[i]); err == nil {
-				out[i] = b
-			}
-		}
-		e.enc[k] = out
-	})
-	if s.i >= len(e.enc[k]) {
+	if s.i >= len(s.v.enc[k]) {
 		return nil
 	}
-	return e.enc[k][s.i]
+	return s.v.enc[k][s.i]
 }
 
 // isToolsList reports whether body (one JSON-RPC message) is a tools/list request.
@@ -115,7 +100,7 @@ func (f *Federation) withFastList(ctx context.Context, w http.ResponseWriter) (h
 	if _, ok := w.(http.Flusher); !ok {
 		return w, ctx
 	}
-	fl := &fastList{}
+	fl := &fastList{written: &f.fastLists}
 	return &fastListWriter{ResponseWriter: w, fl: fl}, context.WithValue(ctx, fastListKey{}, fl)
 }
 
@@ -206,6 +191,7 @@ func (w *fastListWriter) Write(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.fl.written.Add(1)
 	return len(p), nil
 }
 

@@ -260,8 +260,8 @@ func TestFastToolsListMatchesMCPGo(t *testing.T) {
 		}
 	}
 
-	if n := encodedViews(f); n == 0 {
-		t.Errorf("no tool view was encoded: the fast path never ran")
+	if f.fastLists.Load() == 0 {
+		t.Errorf("no response was written with the fast encoding: the comparison is vacuous")
 	}
 }
 
@@ -286,17 +286,6 @@ func TestFastToolsListAfterNotifications(t *testing.T) {
 		!bytes.Contains(fast.body, []byte("list_changed")) {
 		t.Errorf("want an SSE stream with the notification and the tools, got %v", fast)
 	}
-}
-
-// encodedViews counts the shared tool views whose encodings were built.
-func encodedViews(f *Federation) int {
-	n := 0
-	for _, st := range f.reg.Load().order {
-		if v := st.lists.toolView.Load(); v != nil && (v.enc.enc[0] != nil || v.enc.enc[1] != nil) {
-			n++
-		}
-	}
-	return n
 }
 
 // TestColdListOverMCPIsParallel: a cold tools/list over MCP of 50 upstreams

@@ -165,13 +165,14 @@ type Federation struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mcp      *server.MCPServer
-	http     *server.StreamableHTTPServer
-	sse      *server.SSEServer
-	sessions *sessions
-	dispatch string // internal name of the one registered tool/prompt/resource
-	handler  http.Handler
-	slowList atomic.Bool // tests: tools/list without the fast encoding (fastlist.go)
+	mcp       *server.MCPServer
+	http      *server.StreamableHTTPServer
+	sse       *server.SSEServer
+	sessions  *sessions
+	dispatch  string // internal name of the one registered tool/prompt/resource
+	handler   http.Handler
+	slowList  atomic.Bool   // tests: tools/list without the fast encoding (fastlist.go)
+	fastLists atomic.Uint64 // tools/list responses written with the fast encoding
 
 	subscriber Subscriber // nil: resource subscriptions are not offered
 	subs       *subscriptions

@@ -216,11 +216,16 @@ func TestColdListIsParallel(t *testing.T) {
 
 type slowUpstreams struct {
 	*fakeUpstreams
-	delay time.Duration
+	delay  time.Duration
+	delays map[string]time.Duration // per server, instead of delay; read-only
 }
 
 func (s *slowUpstreams) ListTools(ctx context.Context, server string) ([]mcp.Tool, error) {
-	time.Sleep(s.delay)
+	d, ok := s.delays[server]
+	if !ok {
+		d = s.delay
+	}
+	time.Sleep(d)
 	return s.fakeUpstreams.ListTools(ctx, server)
 }
 

@@ -2,7 +2,6 @@ package federation
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -32,25 +31,42 @@ type serverState struct {
 
 // serverLists is one set of a server's lists and their views.
 type serverLists struct {
-	tools     listCache[mcp.Tool]
-	resources listCache[mcp.Resource]
-	templates listCache[mcp.ResourceTemplate]
-	prompts   listCache[mcp.Prompt]
+	tools     listCache[*toolList]
+	resources listCache[[]mcp.Resource]
+	templates listCache[[]mcp.ResourceTemplate]
+	prompts   listCache[[]mcp.Prompt]
 
-	toolView   atomic.Pointer[toolView]
 	promptView atomic.Pointer[promptView]
+}
+
+// toolList is one fetched upstream tool list, with the parts of each tool's
+// encoding that every view of it shares (toolenc.go).
+type toolList struct {
+	tools []mcp.Tool
+	parts []toolParts              // parts[i] encodes tools[i]
+	view  atomic.Pointer[toolView] // the last view built, for its owner
+}
+
+func newToolList(tools []mcp.Tool) *toolList {
+	tl := &toolList{tools: tools, parts: make([]toolParts, len(tools))}
+	for i := range tools {
+		tl.parts[i] = newToolParts(tools[i])
+	}
+	return tl
 }
 
 // toolView is a server's tools as shown downstream, in upstream order.
 type toolView struct {
 	owner    *serverState // the configuration it was built with
-	gen      uint64
-	original []string   // upstream names
-	plain    []mcp.Tool // single-server routes
-	prefixed []mcp.Tool // aggregate routes
+	original []string     // upstream names
+	plain    []mcp.Tool   // as shown on single-server routes
+	prefixed []string     // the names on aggregate routes (otherwise as plain)
 	byPlain  map[string]int
 	byPrefix map[string]int
-	enc      toolEncodings // the tools encoded, for the fast tools/list (fastlist.go)
+	// enc holds the tools encoded as json.Marshal encodes them, for the fast
+	// tools/list (fastlist.go): [0] plain, [1] prefixed. An entry is nil if
+	// that tool cannot be encoded.
+	enc [2][][]byte
 }
 
 type promptView struct {
@@ -86,19 +102,42 @@ func withMeta(m *mcp.Meta, server, name string) *mcp.Meta {
 	return out
 }
 
-// tools returns the tool view for items of generation gen of l, building it if needed.
-func (st *serverState) tools(l *serverLists, items []mcp.Tool, gen uint64) *toolView {
-	if v := l.toolView.Load(); v != nil && v.gen == gen && v.owner == st {
+// tools returns st's view of tl, building it if needed (fetchTools builds it
+// as soon as the list arrives).
+func (st *serverState) tools(tl *toolList) *toolView {
+	if v := tl.view.Load(); v != nil && v.owner == st {
 		return v
 	}
+	v := st.buildToolView(tl)
+	tl.view.Store(v)
+	return v
+}
+
+// buildToolView applies st's configuration to tl: allowed tools, display
+// names and descriptions, _meta and prefixed names, and encodes each shown
+// tool both ways from its parts, without encoding schemas again.
+func (st *serverState) buildToolView(tl *toolList) *toolView {
 	name := st.cfg.Name
-	v := &toolView{owner: st, gen: gen, byPlain: make(map[string]int, len(items)), byPrefix: make(map[string]int, len(items))}
-	for _, t := range items {
+	n := len(tl.tools)
+	v := &toolView{owner: st, byPlain: make(map[string]int, n), byPrefix: make(map[string]int, n),
+		original: make([]string, 0, n), plain: make([]mcp.Tool, 0, n), prefixed: make([]string, 0, n)}
+	// Both encodings of every shown tool go into one buffer: bounds[j] are
+	// where tool j's plain encoding starts, and where it and the prefixed
+	// one end (all -1 when it has none).
+	size := 0
+	for i := range tl.parts {
+		size += 2 * (len(tl.parts[i].enc) + len(tl.tools[i].Description) + 2*len(tl.tools[i].Name) + len(name) + 96)
+	}
+	buf := make([]byte, 0, size)
+	bounds := make([][3]int, 0, n)
+	var meta []byte
+	for i := range tl.tools {
+		t, p := &tl.tools[i], &tl.parts[i]
 		if st.allowed != nil && !st.allowed[t.Name] {
 			continue
 		}
 		orig := t.Name
-		plain := t
+		plain := *t
 		if d := st.cfg.ToolNameToDisplayName[orig]; d != "" {
 			plain.Name = d
 		}
@@ -106,40 +145,46 @@ func (st *serverState) tools(l *serverLists, items []mcp.Tool, gen uint64) *tool
 			plain.Description = d
 		}
 		plain.Meta = withMeta(t.Meta, name, orig)
-		preEncodeSchemas(&plain)
-		prefixed := plain
-		prefixed.Name = federatedName(name, plain.Name)
+		p.setSchemas(&plain)
+		prefixed := federatedName(name, plain.Name)
 		if _, dup := v.byPlain[plain.Name]; dup {
 			continue // first wins; upstream lists should not repeat names
 		}
-		if _, dup := v.byPrefix[prefixed.Name]; dup {
+		if _, dup := v.byPrefix[prefixed]; dup {
 			continue
 		}
-		i := len(v.original)
+		j := len(v.original)
 		v.original = append(v.original, orig)
 		v.plain = append(v.plain, plain)
 		v.prefixed = append(v.prefixed, prefixed)
-		v.byPlain[plain.Name] = i
-		v.byPrefix[prefixed.Name] = i
-	}
-	l.toolView.Store(v)
-	return v
-}
+		v.byPlain[plain.Name] = j
+		v.byPrefix[prefixed] = j
 
-// preEncodeSchemas encodes a tool's schemas once, into RawInputSchema and
-// RawOutputSchema, so that listing does not re-encode them every time (the
-// structured fields are cleared, as mcp.Tool allows only one of each).
-func preEncodeSchemas(t *mcp.Tool) {
-	if t.RawInputSchema == nil {
-		if b, err := json.Marshal(t.InputSchema); err == nil {
-			t.RawInputSchema, t.InputSchema = b, mcp.ToolInputSchema{}
+		b := [3]int{-1, -1, -1}
+		if p.ok {
+			// _meta is encoded once for both.
+			b[0] = len(buf)
+			var ok bool
+			if meta, ok = appendMeta(meta[:0], t.Meta, plain.Meta, name, orig); ok {
+				buf = p.appendTool(buf, meta, plain.Description, plain.Name)
+				b[1] = len(buf)
+				buf = p.appendTool(buf, meta, plain.Description, prefixed)
+				b[2] = len(buf)
+			} else {
+				b[0] = -1
+			}
+		}
+		bounds = append(bounds, b)
+	}
+	v.enc[0] = make([][]byte, len(bounds))
+	v.enc[1] = make([][]byte, len(bounds))
+	for j, b := range bounds {
+		if b[0] >= 0 {
+			v.enc[0][j] = buf[b[0]:b[1]:b[1]]
+			v.enc[1][j] = buf[b[1]:b[2]:b[2]]
 		}
 	}
-	if t.RawOutputSchema == nil && t.OutputSchema.Type != "" {
-		if b, err := json.Marshal(t.OutputSchema); err == nil {
-			t.RawOutputSchema, t.OutputSchema = b, mcp.ToolOutputSchema{}
-		}
-	}
+	return v
 }
 
 func (st *serverState) prompts(l *serverLists, items []mcp.Prompt, gen uint64) *promptView {
@@ -243,12 +288,12 @@ type needAuth struct {
 // server order (with the lists the caller sees, shared or their own). It
 // returns the servers that had none, and apart from them the per-caller
 // servers that wait for the caller's authorization.
-func gather[T any](ctx context.Context, f *Federation, servers []*serverState,
-	cache func(*serverLists) *listCache[T], fetch func(context.Context, *serverState) fetcher[T],
-	use func(st *serverState, l *serverLists, items []T, gen uint64)) (missing []string, need []needAuth) {
+func gather[L any](ctx context.Context, f *Federation, servers []*serverState,
+	cache func(*serverLists) *listCache[L], fetch func(context.Context, *serverState) fetcher[L],
+	use func(st *serverState, l *serverLists, items L, gen uint64)) (missing []string, need []needAuth) {
 	type got struct {
 		l     *serverLists
-		items []T
+		items L
 		gen   uint64
 		ok    bool
 	}
@@ -308,10 +353,10 @@ func (f *Federation) env(st *serverState) cacheEnv {
 	return cacheEnv{base: f.base, timeout: f.listTimeout, ttl: f.cacheTTL, retryAfter: f.retryAfter, wg: &f.wg, onLookup: f.cfg.OnListCache}
 }
 
-func toolsCache(l *serverLists) *listCache[mcp.Tool]         { return &l.tools }
-func promptsCache(l *serverLists) *listCache[mcp.Prompt]     { return &l.prompts }
-func resourcesCache(l *serverLists) *listCache[mcp.Resource] { return &l.resources }
-func templatesCache(l *serverLists) *listCache[mcp.ResourceTemplate] {
+func toolsCache(l *serverLists) *listCache[*toolList]          { return &l.tools }
+func promptsCache(l *serverLists) *listCache[[]mcp.Prompt]     { return &l.prompts }
+func resourcesCache(l *serverLists) *listCache[[]mcp.Resource] { return &l.resources }
+func templatesCache(l *serverLists) *listCache[[]mcp.ResourceTemplate] {
 	return &l.templates
 }
 
@@ -326,19 +371,30 @@ func fetchContext(caller context.Context, st *serverState) func(context.Context)
 	return func(ctx context.Context) context.Context { return valuesCtx{Context: ctx, vals: vals} }
 }
 
-func (f *Federation) fetchTools(caller context.Context, st *serverState) fetcher[mcp.Tool] {
+// fetchTools fetches st's tools and, in the fetch's goroutine, encodes them
+// and builds st's view of them (names, _meta, encodings for the fast
+// tools/list), so a cold list over many upstreams only joins finished views.
+func (f *Federation) fetchTools(caller context.Context, st *serverState) fetcher[*toolList] {
 	name, in := st.cfg.Name, fetchContext(caller, st)
-	return func(ctx context.Context) ([]mcp.Tool, error) { return f.up.ListTools(in(ctx), name) }
+	return func(ctx context.Context) (*toolList, error) {
+		tools, err := f.up.ListTools(in(ctx), name)
+		if err != nil {
+			return nil, err
+		}
+		tl := newToolList(tools)
+		st.tools(tl)
+		return tl, nil
+	}
 }
-func (f *Federation) fetchPrompts(caller context.Context, st *serverState) fetcher[mcp.Prompt] {
+func (f *Federation) fetchPrompts(caller context.Context, st *serverState) fetcher[[]mcp.Prompt] {
 	name, in := st.cfg.Name, fetchContext(caller, st)
 	return func(ctx context.Context) ([]mcp.Prompt, error) { return f.up.ListPrompts(in(ctx), name) }
 }
-func (f *Federation) fetchResources(caller context.Context, st *serverState) fetcher[mcp.Resource] {
+func (f *Federation) fetchResources(caller context.Context, st *serverState) fetcher[[]mcp.Resource] {
 	name, in := st.cfg.Name, fetchContext(caller, st)
 	return func(ctx context.Context) ([]mcp.Resource, error) { return f.up.ListResources(in(ctx), name) }
 }
-func (f *Federation) fetchTemplates(caller context.Context, st *serverState) fetcher[mcp.ResourceTemplate] {
+func (f *Federation) fetchTemplates(caller context.Context, st *serverState) fetcher[[]mcp.ResourceTemplate] {
 	name, in := st.cfg.Name, fetchContext(caller, st)
 	return func(ctx context.Context) ([]mcp.ResourceTemplate, error) {
 		return f.up.ListResourceTemplates(in(ctx), name)
@@ -350,18 +406,18 @@ func (f *Federation) fetchTemplates(caller context.Context, st *serverState) fet
 func (f *Federation) listTools(ctx context.Context, sc scope) ([]Tool, []string, []needAuth) {
 	servers := f.inScope(ctx, sc)
 	var out []Tool
-	missing, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(st *serverState, l *serverLists, items []mcp.Tool, gen uint64) {
-		v := st.tools(l, items, gen)
-		shown := v.prefixed
-		if sc.single != "" {
-			shown = v.plain
-		}
+	missing, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(st *serverState, _ *serverLists, tl *toolList, _ uint64) {
+		v := st.tools(tl)
 		if out == nil {
-			out = make([]Tool, 0, len(servers)*len(shown))
+			out = make([]Tool, 0, len(servers)*len(v.plain))
 		}
-		for i, t := range shown {
+		prefixed := sc.single == ""
+		for i := range v.plain {
 			if f.allowToolOf(ctx, st, v.original[i]) { // st passed AllowServer in inScope
-				out = append(out, Tool{Tool: t, Server: st.cfg.Name, Original: v.original[i], src: toolSrc{v, i, sc.single == ""}})
+				out = append(out, Tool{Tool: v.plain[i], Server: st.cfg.Name, Original: v.original[i], src: toolSrc{v, i, prefixed}})
+				if prefixed {
+					out[len(out)-1].Tool.Name = v.prefixed[i]
+				}
 			}
 		}
 	})
@@ -386,7 +442,7 @@ func (f *Federation) resolveTool(ctx context.Context, sc scope, name string) (to
 	ref, ok, cold := f.lookupTool(ctx, servers, sc, name)
 	if !ok && cold {
 		// Some server's tools were never listed: list them (bounded) and retry.
-		_, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(*serverState, *serverLists, []mcp.Tool, uint64) {})
+		_, need := gather(ctx, f, servers, toolsCache, f.fetchTools, func(*serverState, *serverLists, *toolList, uint64) {})
 		ref, ok, _ = f.lookupTool(ctx, servers, sc, name)
 		if !ok {
 			ref, ok = authRef(sc, need, name)
@@ -438,12 +494,12 @@ func authRef(sc scope, need []needAuth, name string) (toolRef, bool) {
 func (f *Federation) lookupTool(ctx context.Context, servers []*serverState, sc scope, name string) (ref toolRef, ok, cold bool) {
 	for _, st := range servers {
 		l := f.listsFor(ctx, st)
-		items, gen, fetched := l.tools.snapshot()
+		tl, _, fetched := l.tools.snapshot()
 		if !fetched {
 			cold = true
 			continue
 		}
-		v := st.tools(l, items, gen)
+		v := st.tools(tl)
 		if sc.single != "" {
 			if i, hit := v.byPlain[name]; hit {
 				return toolRef{st: st, original: v.original[i]}, true, false
