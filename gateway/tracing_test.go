@@ -71,8 +71,23 @@ func TestTraceReachesUpstream(t *testing.T) {
 	}
 	upstreamParentSpan := strings.Split(parents[0], "-")[2]
 
+	// The downstream server span ends (and is exported) after the client has its answer:
+	// wait until the upstream call's span and its parent are both there.
+	var spans tracetest.SpanStubs
+	waitFor(t, "the upstream call span and its parent", func() bool {
+		spans = exp.GetSpans()
+		ids := map[trace.SpanID]bool{}
+		for _, sp := range spans {
+			ids[sp.SpanContext.SpanID()] = true
+		}
+		for _, sp := range spans {
+			if sp.SpanContext.SpanID().String() == upstreamParentSpan {
+				return ids[sp.Parent.SpanID()]
+			}
+		}
+		return false
+	})
 	var serverSpan, clientSpan *tracetest.SpanStub
-	spans := exp.GetSpans()
 	for i := range spans {
 		sp := &spans[i]
 		if sp.SpanContext.TraceID().String() != callerTrace {
