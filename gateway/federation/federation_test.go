@@ -193,7 +193,7 @@ func TestColdListIsParallel(t *testing.T) {
 		u.setTools(name, "t")
 		servers = append(servers, Server{Name: name})
 	}
-	slow := &slowUpstreams{fakeUpstreams: u, delay: 100 * time.Millisecond}
+	slow := &slowUpstreams{fakeUpstreams: u, delay: 200 * time.Millisecond}
 	f, err := New(Config{Upstreams: slow})
 	if err != nil {
 		t.Fatal(err)
@@ -212,8 +212,9 @@ func TestColdListIsParallel(t *testing.T) {
 	if err != nil || len(missing) > 0 || len(tools) != 10 {
 		t.Fatalf("ListTools = %d tools, missing %v, err %v", len(tools), missing, err)
 	}
-	if d := time.Since(start); d > 400*time.Millisecond {
-		t.Errorf("cold list over 10 upstreams of 100ms took %v, want ~100ms", d)
+	// One after another would take 2s; the margin absorbs a loaded machine.
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("cold list over 10 upstreams of 200ms took %v, want ~200ms, not the sum", d)
 	}
 }
 
