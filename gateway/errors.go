@@ -19,6 +19,9 @@ type Error struct {
 	Param   string // the offending field, if any
 	Message string // safe for clients
 	Err     error  // cause, logged only
+	// Header holds response headers sent with the error, such as Retry-After and the
+	// x-ratelimit-* headers of a 429. If nil, only Content-Type is set.
+	Header http.Header
 }
 
 func (e *Error) Error() string {
@@ -114,6 +117,11 @@ func errorResponse(err error) (int, errorBody) {
 // writeError writes err as LiteLLM's JSON error and logs the cause of server errors.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := errorResponse(err)
+	if he, ok := errors.AsType[*Error](err); ok {
+		for k, vs := range he.Header {
+			w.Header()[k] = append([]string(nil), vs...)
+		}
+	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestIDFrom(r.Context()),
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)

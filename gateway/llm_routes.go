@@ -261,7 +261,7 @@ type toolBudget struct {
 
 // toolRefusal maps a budget or rate-limit refusal to the gateway's error, so that
 // /mcp-rest/tools/call answers in OpenAI's error shape (400 budget_exceeded, 429
-// rate_limit_error) as the LLM routes do, and /mcp's JSON-RPC error carries the same
+// rate_limit_error with Retry-After and x-ratelimit-* headers) as the LLM routes do, and /mcp's JSON-RPC error carries the same
 // message naming the budget or limit. Other errors pass through.
 func toolRefusal(err error) error {
 	var (
@@ -272,7 +272,9 @@ func toolRefusal(err error) error {
 	case errors.As(err, &be):
 		return &Error{Status: http.StatusBadRequest, Type: "budget_exceeded", Message: be.Error()}
 	case errors.As(err, &le):
-		return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Message: le.Error()}
+		h := http.Header{}
+		le.SetHeaders(h)
+		return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Message: le.Error(), Header: h}
 	}
 	return err
 }

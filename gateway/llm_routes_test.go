@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/toolgate/toolgate/store"
 )
@@ -202,4 +203,44 @@ func keyIDOfAlias(t testing.TB, g *testGateway, alias string) string {
 		t.Fatalf("keys: %v %v", ks, err)
 	}
 	return ks[0].ID
+}
+
+// TestToolCallRateLimitHeaders: a REST tool call refused by the key's rpm_limit answers 429
+// with Retry-After and the x-ratelimit-* headers, as the LLM routes do, so a client's
+// backoff works the same on tools and models.
+func TestToolCallRateLimitHeaders(t *testing.T) {
+	tools := newUpstream(t, "pricey", "echo")
+	// A fixed clock 20s into a minute: the rpm window cannot roll over between the calls,
+	// and the refusal says to retry after the 40s left in it.
+	now := time.Date(2026, 12, 6, 12, 0, 20, 0, time.UTC)
+	g := newTestGateway(t, func(c *Config) {
+		c.Now = func() time.Time { return now }
+		c.MCPServers = []*store.MCPServer{{Name: "pricey", URL: tools, AvailableOnPublicInternet: true, AllowAllKeys: true}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	k := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "limited", "rpm_limit": 1}), 200)
+	key := k["key"].(string)
+	waitFor(t, "upstream healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Contains(string(r.body), `"status":"healthy"`)
+	})
+	call := map[string]any{"name": "pricey-echo", "arguments": map[string]any{"message": "hi"}}
+	if r := g.as(t, key, "POST", "/mcp-rest/tools/call", call); r.status != 200 {
+		t.Fatalf("first call: %d %s", r.status, r.body)
+	}
+	r := g.as(t, key, "POST", "/mcp-rest/tools/call", call)
+	if r.status != 429 || r.errorField(t, "type") != "rate_limit_error" {
+		t.Fatalf("second call: %d %s, want 429 rate_limit_error", r.status, r.body)
+	}
+	for name, want := range map[string]string{
+		"Retry-After":                    "40",
+		"X-Ratelimit-Limit-Requests":     "1",
+		"X-Ratelimit-Remaining-Requests": "0",
+		"X-Ratelimit-Reset-Requests":     "40s",
+		"Content-Type":                   "application/json",
+	} {
+		if got := r.header.Get(name); got != want {
+			t.Errorf("%s: got %q, want %q", name, got, want)
+		}
+	}
 }
