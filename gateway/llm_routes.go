@@ -46,7 +46,8 @@ var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/e
 //	  allowed_fails: 3
 //	  redis_url: redis://127.0.0.1:6379/0  # shared rate-limit counters (or redis_host/redis_port/redis_password)
 //	litellm_settings:
-//	  budget_alert_webhook: https://...    # soft_budget crossings are POSTed here
+//	  budget_alert_webhook: https://...    # soft_budget crossings are POSTed here (cmd also
+//	                                       # maps general_settings.alerting: [webhook] + WEBHOOK_URL here)
 func (s *Server) llmRoutes(mux *http.ServeMux) {
 	s.budgetRoutes(mux)
 	rt, err := s.newLLMRuntime()

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +50,13 @@ type Config struct {
 	ModelList       []map[string]any   // model_list, kept for the LLM routes
 	LiteLLMSettings map[string]any     // litellm_settings
 	RouterSettings  map[string]any     // router_settings
+
+	// Alerting is general_settings.alerting, LiteLLM's list of alert destinations. Only
+	// "webhook" is supported: soft-budget alerts go to WebhookURL unless
+	// litellm_settings.budget_alert_webhook is set, which wins. Others are warned about.
+	Alerting   []string
+	AlertTypes []string // general_settings.alert_types; empty means every type, budget alerts included
+	WebhookURL string   // WEBHOOK_URL: where general_settings.alerting: [webhook] sends alerts
 
 	// Warnings are the config file's ignored keys and other non-fatal findings.
 	Warnings []string
@@ -151,6 +160,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		}
 	}
 	errs = append(errs, applyEnv(&cfg, getenv))
+	errs = append(errs, cfg.applyAlerting())
 	cfg.Tracing = tracingWanted(cfg.LiteLLMSettings, getenv)
 	if set["host"] {
 		cfg.Host = *host
@@ -160,6 +170,51 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	errs = append(errs, cfg.Validate())
 	return cfg, errors.Join(errs...)
+}
+
+// applyAlerting maps LiteLLM's alert config, general_settings.alerting: [webhook] with the
+// URL in WEBHOOK_URL, onto litellm_settings.budget_alert_webhook, which the gateway reads.
+// toolgate sends only budget alerts, so the webhook is used unless alert_types leaves
+// budget_alerts out. An explicit budget_alert_webhook wins over WEBHOOK_URL: it is
+// toolgate's own key, so a config that has it chose it on purpose, and WEBHOOK_URL may be
+// in the environment for other programs; the ignored variable is warned about. A
+// webhook destination without any URL, or a WEBHOOK_URL that is not an http(s) URL, is an
+// error, since alerts would otherwise be dropped without a word. URLs are never echoed:
+// webhook URLs often carry their credential.
+func (c *Config) applyAlerting() error {
+	webhook := false
+	for _, a := range c.Alerting {
+		if a == "webhook" {
+			webhook = true
+			continue
+		}
+		c.Warnings = append(c.Warnings, fmt.Sprintf("config: general_settings.alerting: %q is not supported by toolgate (only webhook, for budget alerts)", a))
+	}
+	if !webhook {
+		return nil
+	}
+	if len(c.AlertTypes) > 0 && !slices.Contains(c.AlertTypes, "budget_alerts") {
+		c.Warnings = append(c.Warnings, "config: general_settings.alerting: webhook sends only budget alerts in toolgate, and general_settings.alert_types leaves budget_alerts out")
+		return nil
+	}
+	explicit, _ := c.LiteLLMSettings["budget_alert_webhook"].(string)
+	switch {
+	case explicit != "":
+		if c.WebhookURL != "" && c.WebhookURL != explicit {
+			c.Warnings = append(c.Warnings, "config: litellm_settings.budget_alert_webhook is set, so budget alerts go there and WEBHOOK_URL is not used")
+		}
+		return nil
+	case c.WebhookURL == "":
+		return errors.New("config: general_settings.alerting lists webhook but WEBHOOK_URL is not set (nor litellm_settings.budget_alert_webhook)")
+	}
+	if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("config: WEBHOOK_URL is not an absolute http or https URL")
+	}
+	if c.LiteLLMSettings == nil {
+		c.LiteLLMSettings = map[string]any{}
+	}
+	c.LiteLLMSettings["budget_alert_webhook"] = c.WebhookURL
+	return nil
 }
 
 // applyEnv applies the environment variables.
@@ -200,6 +255,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	}
 	if v := getenv("TOOLGATE_PUBLIC_URL"); v != "" {
 		cfg.OAuth.PublicURL = v
+	}
+	if v := getenv("WEBHOOK_URL"); v != "" {
+		cfg.WebhookURL = v
 	}
 	if v := getenv("TOOLGATE_LOG_LEVEL"); v != "" {
 		cfg.LogLevel = strings.ToLower(v)
@@ -365,6 +423,10 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 			if err = n.Decode(&mb); err == nil {
 				cfg.MaxRequestBytes = int64(mb * (1 << 20))
 			}
+		case "alerting":
+			err = n.Decode(&cfg.Alerting)
+		case "alert_types":
+			err = n.Decode(&cfg.AlertTypes)
 		case "shutdown_grace":
 			var s string
 			if err = n.Decode(&s); err == nil {

@@ -334,15 +334,44 @@ func (r *Reservation) Commit(ctx context.Context, actual float64) error {
 // Release gives the held amount back without charging anything.
 func (r *Reservation) Release(ctx context.Context) error { return r.Commit(ctx, 0) }
 
-// Alert is the JSON body POSTed to Config.AlertURL when spend crosses a soft budget.
+// Alert is the JSON body POSTed to Config.AlertURL when spend crosses a soft budget. Its
+// event, event_group, event_message, spend, max_budget, user_id and team_id fields are
+// those of LiteLLM's budget webhook, so a receiver written for LiteLLM reads it too.
 type Alert struct {
-	Event      string            `json:"event"` // "soft_budget_crossed"
-	Scope      store.BudgetScope `json:"scope"`
-	ID         string            `json:"id"`
-	Spend      float64           `json:"spend"`
-	SoftBudget float64           `json:"soft_budget"`
-	MaxBudget  *float64          `json:"max_budget"`
-	ResetAt    *time.Time        `json:"reset_at,omitempty"`
+	Event        string            `json:"event"`       // "soft_budget_crossed"
+	EventGroup   string            `json:"event_group"` // the scope: key, user, team, team_member, org, end_user, tag
+	EventMessage string            `json:"event_message"`
+	Scope        store.BudgetScope `json:"scope"`
+	ID           string            `json:"id"`
+	UserID       string            `json:"user_id,omitempty"` // for a user budget
+	TeamID       string            `json:"team_id,omitempty"` // for a team budget
+	Spend        float64           `json:"spend"`
+	SoftBudget   float64           `json:"soft_budget"`
+	MaxBudget    *float64          `json:"max_budget"`
+	ResetAt      *time.Time        `json:"reset_at,omitempty"`
+}
+
+// scopeLabels name budget scopes in alert messages.
+var scopeLabels = map[store.BudgetScope]string{
+	store.BudgetKey: "Key", store.BudgetUser: "User", store.BudgetTeam: "Team", store.BudgetTeamMember: "Team Member",
+	store.BudgetOrg: "Organization", store.BudgetEndUser: "End User", store.BudgetTag: "Tag",
+}
+
+// softAlert is the alert for b crossing its soft budget.
+func softAlert(b *store.Budget) Alert {
+	label := scopeLabels[b.Scope]
+	if label == "" {
+		label = string(b.Scope)
+	}
+	a := Alert{Event: "soft_budget_crossed", EventGroup: string(b.Scope), EventMessage: label + " Budget: Soft Budget Crossed",
+		Scope: b.Scope, ID: b.ID, Spend: b.Spend, SoftBudget: *b.SoftBudget, MaxBudget: b.MaxBudget, ResetAt: b.ResetAt}
+	switch b.Scope {
+	case store.BudgetUser:
+		a.UserID = b.ID
+	case store.BudgetTeam:
+		a.TeamID = b.ID
+	}
+	return a
 }
 
 func (m *Manager) checkSoft(ctx context.Context, refs []store.BudgetRef) {
@@ -367,8 +396,7 @@ func (m *Manager) checkSoft(ctx context.Context, refs []store.BudgetRef) {
 		if done {
 			continue
 		}
-		a := Alert{Event: "soft_budget_crossed", Scope: b.Scope, ID: b.ID, Spend: b.Spend, SoftBudget: *b.SoftBudget, MaxBudget: b.MaxBudget, ResetAt: b.ResetAt}
-		if err := m.post(ctx, a); err != nil {
+		if err := m.post(ctx, softAlert(b)); err != nil {
 			m.log.Warn("soft budget alert", "scope", b.Scope, "id", b.ID, "err", err)
 		}
 	}
