@@ -32,6 +32,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	gwpkg "github.com/toolgate/toolgate/gateway"
+	oauthpkg "github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/store"
 	"github.com/toolgate/toolgate/store/sqlite"
 )
@@ -268,19 +269,25 @@ func startGateway(tb testing.TB, dir string, ups ...upstreamConfig) *gateway {
 	key := fmt.Sprintf("sk-toolgate-conformance-%d", time.Now().UnixNano())
 	var g *gateway
 	if bin := gatewayBinary(tb); bin != "" {
-		g = startGatewayBinary(tb, bin, dir, key, ups)
+		g = startGatewayBinary(tb, bin, dir, key, ups, false)
 	} else {
-		g = startGatewayInProcess(tb, dir, key, ups)
+		g = startGatewayInProcess(tb, dir, key, ups, false)
 	}
 	waitHTTP(tb, g.proc, g.base+"/health/liveliness", 60*time.Second)
 	return g
 }
 
-func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfig) *gateway {
+// startGatewayBinary starts the toolgate binary fronting ups; with oauth it also serves the
+// built-in authorization server, its public URL being the gateway's own loopback address.
+func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfig, oauth bool) *gateway {
 	tb.Helper()
 	port := freePort(tb)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var cfg strings.Builder
 	cfg.WriteString("general_settings:\n  master_key: os.environ/TOOLGATE_MASTER_KEY\n")
+	if oauth {
+		fmt.Fprintf(&cfg, "  public_url: %q\n  authorization_server: true\n  fetch:\n    allow_loopback: true\n", base)
+	}
 	if len(ups) > 0 {
 		cfg.WriteString("mcp_servers:\n")
 	}
@@ -300,10 +307,11 @@ func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfi
 	)
 	p := startProc(tb, dir, "toolgate", env, bin, "serve", "--host", "127.0.0.1",
 		"--port", fmt.Sprint(port), "--config", cfgPath)
-	return &gateway{base: fmt.Sprintf("http://127.0.0.1:%d", port), key: key, proc: p}
+	return &gateway{base: base, key: key, proc: p}
 }
 
-func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig) *gateway {
+// startGatewayInProcess is startGatewayBinary with the gateway package in this process.
+func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig, oauth bool) *gateway {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.New(filepath.Join(dir, "toolgate.db"))
@@ -323,21 +331,27 @@ func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig)
 		servers = append(servers, &store.MCPServer{Name: u.Name, URL: u.URL, Transport: u.Transport,
 			AllowKeyless: u.Keyless, Source: "config"})
 	}
-	gw, err := gwpkg.New(gwpkg.Config{
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	cfg := gwpkg.Config{
 		Store:      db,
 		Logger:     slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MasterKey:  key,
 		MCPServers: servers,
-	})
+	}
+	if oauth {
+		cfg.OAuth = gwpkg.OAuthConfig{PublicURL: base, AuthorizationServer: true,
+			Fetch: oauthpkg.FetchConfig{AllowLoopback: true}}
+	}
+	gw, err := gwpkg.New(cfg)
 	if err != nil {
 		tb.Fatalf("gateway.New: %v", err)
 	}
 	if err := gw.Start(ctx); err != nil {
 		tb.Fatalf("gateway Start: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
 	}
 	hs := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
@@ -351,10 +365,10 @@ func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig)
 		_ = db.Close()
 		logFile.Close()
 		if tb.Failed() {
-			tb.Logf("--- toolgate (in-process) log (tail) ---\n%s", tail(logPath, 15))
+			tb.Logf("--- toolgate (in-process) log (tail) ---\n%s", tail(logPath, 25))
 		}
 	})
-	return &gateway{base: "http://" + ln.Addr().String(), key: key}
+	return &gateway{base: base, key: key}
 }
 
 // registerServer adds an upstream through the management API.

@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,10 +24,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	gwpkg "github.com/toolgate/toolgate/gateway"
 	"github.com/toolgate/toolgate/oauth"
-	"github.com/toolgate/toolgate/store"
-	"github.com/toolgate/toolgate/store/sqlite"
 )
 
 // requireChromium returns the chromium binary the login tests drive, failing (not
@@ -54,91 +49,12 @@ func startOAuthGateway(tb testing.TB, dir string, ups ...upstreamConfig) *gatewa
 	key := fmt.Sprintf("sk-toolgate-oauth-%d", time.Now().UnixNano())
 	var g *gateway
 	if bin := gatewayBinary(tb); bin != "" {
-		g = startOAuthGatewayBinary(tb, bin, dir, key, ups)
+		g = startGatewayBinary(tb, bin, dir, key, ups, true)
 	} else {
-		g = startOAuthGatewayInProcess(tb, dir, key, ups)
+		g = startGatewayInProcess(tb, dir, key, ups, true)
 	}
 	waitHTTP(tb, g.proc, g.base+"/health/liveliness", 60*time.Second)
 	return g
-}
-
-func startOAuthGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfig) *gateway {
-	tb.Helper()
-	port := freePort(tb)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "general_settings:\n  master_key: os.environ/TOOLGATE_MASTER_KEY\n  public_url: %q\n"+
-		"  authorization_server: true\n  fetch:\n    allow_loopback: true\n", base)
-	if len(ups) > 0 {
-		cfg.WriteString("mcp_servers:\n")
-	}
-	for _, u := range ups {
-		fmt.Fprintf(&cfg, "  %s:\n    url: %q\n    transport: %s\n", u.Name, u.URL, u.Transport)
-	}
-	cfgPath := filepath.Join(dir, "toolgate.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	env := append(os.Environ(), "TOOLGATE_MASTER_KEY="+key, "DATABASE_URL=sqlite:"+filepath.Join(dir, "toolgate.db"))
-	p := startProc(tb, dir, "toolgate", env, bin, "serve", "--host", "127.0.0.1",
-		"--port", fmt.Sprint(port), "--config", cfgPath)
-	return &gateway{base: base, key: key, proc: p}
-}
-
-func startOAuthGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig) *gateway {
-	tb.Helper()
-	ctx := context.Background()
-	db, err := sqlite.New(filepath.Join(dir, "toolgate.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.Open(ctx); err != nil {
-		tb.Fatalf("open store: %v", err)
-	}
-	logPath := filepath.Join(dir, "toolgate.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var servers []*store.MCPServer
-	for _, u := range ups {
-		servers = append(servers, &store.MCPServer{Name: u.Name, URL: u.URL, Transport: u.Transport, Source: "config"})
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	gw, err := gwpkg.New(gwpkg.Config{
-		Store:      db,
-		Logger:     slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		MasterKey:  key,
-		MCPServers: servers,
-		OAuth: gwpkg.OAuthConfig{PublicURL: base, AuthorizationServer: true,
-			Fetch: oauth.FetchConfig{AllowLoopback: true}},
-	})
-	if err != nil {
-		tb.Fatalf("gateway.New: %v", err)
-	}
-	if err := gw.Start(ctx); err != nil {
-		tb.Fatalf("gateway Start: %v", err)
-	}
-	hs := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = gw.Close()
-		if err := hs.Shutdown(ctx); err != nil {
-			_ = hs.Close()
-		}
-		_ = db.Close()
-		logFile.Close()
-		if tb.Failed() {
-			tb.Logf("--- toolgate (in-process) log (tail) ---\n%s", tail(logPath, 25))
-		}
-	})
-	return &gateway{base: base, key: key}
 }
 
 // api calls the management API with the master key and decodes the JSON answer.
