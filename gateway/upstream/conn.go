@@ -19,6 +19,10 @@ import (
 // server was removed or changed by Update, or the pool was closed).
 var errClosed = errors.New("upstream connection closed")
 
+// errConnLost is returned when every connection made for a request was dropped before the
+// request could use it.
+var errConnLost = errors.New("upstream connection lost right after it was made")
+
 // key identifies one upstream client: a server, and the credential the
 // client authenticates with ("" for the server's configured credentials).
 type key struct {
@@ -111,7 +115,7 @@ func newConn(p *Pool, k key, spec Spec) *conn {
 //
 // The caller must release the live it gets.
 func (c *conn) acquire(ctx context.Context) (*live, error) {
-	waited := 0
+	waited, redialed := 0, false
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -124,9 +128,17 @@ func (c *conn) acquire(ctx context.Context) (*live, error) {
 			return l, nil
 		}
 		if waited >= 2 && c.dialing == nil {
-			err := c.dialErr
-			c.mu.Unlock()
-			return nil, err
+			if err := c.dialErr; err != nil {
+				c.mu.Unlock()
+				return nil, err
+			}
+			// The last dial worked but its connection was dropped (invalidated) before
+			// we got to use it: dial once more rather than report no error and no client.
+			if redialed {
+				c.mu.Unlock()
+				return nil, errConnLost
+			}
+			redialed, waited = true, 0
 		}
 		ch := c.dialing
 		if ch == nil {
