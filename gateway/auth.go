@@ -332,10 +332,12 @@ func (s *Server) admit(next http.Handler) http.Handler {
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), p))
 		if class == classMCP {
-			if err := s.checkServerAccess(r, p); err != nil {
+			r2, err := s.checkServerAccess(r, p)
+			if err != nil {
 				s.refuse(w, r, class, err)
 				return
 			}
+			r = r2
 		}
 		if st != nil {
 			st.principal = p

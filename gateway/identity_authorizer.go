@@ -142,6 +142,7 @@ func (id *identity) server(name string) *toolsets.Server {
 type callerInfo struct {
 	internal bool
 	toolset  string
+	prepared bool // identityRequest has run: later calls keep this view
 }
 
 type callerInfoKey struct{}
@@ -165,7 +166,11 @@ func (s *Server) identityRequest(r *http.Request) (*http.Request, error) {
 	if id == nil {
 		return r, nil
 	}
+	if prev, ok := callerInfoFrom(r.Context()); ok && prev.prepared {
+		return r, nil // admission prepared it already (checkServerAccess)
+	}
 	ci := callerInfo{
+		prepared: true,
 		internal: toolsets.Internal(toolsets.ClientIP(r.RemoteAddr, strings.Join(r.Header.Values("X-Forwarded-For"), ","), id.network)),
 		toolset:  strings.TrimSpace(r.Header.Get(toolsetHeader)),
 	}

@@ -82,19 +82,20 @@ func (s *Server) checkAudience(r *http.Request, p *Principal) error {
 
 // checkServerAccess refuses a recognised caller on an MCP route naming servers it may not
 // use (403, which refuse turns into an insufficient_scope challenge). Servers that do not
-// exist are left to the MCP handler (404).
-func (s *Server) checkServerAccess(r *http.Request, p *Principal) error {
+// exist are left to the MCP handler (404). It returns r prepared by identityRequest when it
+// needed that view, so the MCP handler does not compute it again.
+func (s *Server) checkServerAccess(r *http.Request, p *Principal) (*http.Request, error) {
 	if p.Kind == KindAnonymous || p.Kind == KindMaster {
-		return nil
+		return r, nil
 	}
 	names := routeServers(r.URL.Path)
 	if len(names) == 0 {
-		return nil
+		return r, nil
 	}
 	// The same caller view (network scope, toolset) that the MCP handler will apply.
 	r, err := s.identityRequest(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reg := s.reg.Load()
 	for _, name := range names {
@@ -102,11 +103,11 @@ func (s *Server) checkServerAccess(r *http.Request, p *Principal) error {
 			continue
 		}
 		if !(authorizer{s}).AllowServer(r.Context(), name) {
-			return &Error{Status: http.StatusForbidden, Type: "permission_error", Param: "server",
+			return nil, &Error{Status: http.StatusForbidden, Type: "permission_error", Param: "server",
 				Message: fmt.Sprintf("%s may not use MCP server %q", p.subject(), name)}
 		}
 	}
-	return nil
+	return r, nil
 }
 
 // routeServers returns the servers an MCP route names: /{name}/mcp, /mcp/{name} or
