@@ -131,7 +131,15 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 		rt.limiter = budget.NewMemoryLimiter(s.now)
 	}
 	alert, _ := s.cfg.LiteLLMSettings["budget_alert_webhook"].(string)
-	rt.budget, err = budget.New(budget.Config{Store: s.store, Logger: s.log.With("component", "budget"), AlertURL: alert})
+	lease := s.cfg.SpendBatchWindow
+	if lease == 0 {
+		lease = time.Second
+	}
+	rt.budget, err = budget.New(budget.Config{Store: s.store, Logger: s.log.With("component", "budget"), AlertURL: alert,
+		LeaseFor: max(lease, 0),
+		OnExceeded: func(e *budget.ExceededError) {
+			s.metrics.rejections.WithLabelValues(string(e.Scope)).Inc()
+		}})
 	if err != nil {
 		return nil, err
 	}

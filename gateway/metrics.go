@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
@@ -103,21 +102,13 @@ func hitMiss(hit bool) string {
 	return "miss"
 }
 
-// meteredStore counts what the budget core and the spend log persist through it: budget
-// refusals and spend rows. Counting at the store means spend is counted once it is
-// written, whichever path (LLM or MCP tool call) wrote it.
+// meteredStore counts the spend rows the spend log persists through it. Counting at the
+// store means spend is counted once it is written, whichever path (LLM or MCP tool call)
+// wrote it. Budget refusals are counted by the budget core's OnExceeded hook: a refused
+// budget lease is not a refused call.
 type meteredStore struct {
 	store.Store
 	m *metrics
-}
-
-func (s meteredStore) Reserve(ctx context.Context, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
-	err := s.Store.Reserve(ctx, id, refs, amount, expiresAt)
-	var be *store.BudgetExceededError
-	if errors.As(err, &be) {
-		s.m.rejections.WithLabelValues(string(be.Scope)).Inc()
-	}
-	return err
 }
 
 func (s meteredStore) InsertSpendLogs(ctx context.Context, logs []*store.SpendLog) error {

@@ -110,6 +110,13 @@ type Config struct {
 	LiteLLMSettings map[string]any
 	RouterSettings  map[string]any
 
+	// SpendBatchWindow is how long the budget core admits calls against one budget lease
+	// before settling it in the store (general_settings.proxy_batch_write_at): spend reaches
+	// the database up to this late, and the database sees two writes per lease instead of
+	// two per call. If zero, 1 second; if negative, every call is reserved and settled in
+	// the database.
+	SpendBatchWindow time.Duration
+
 	// RegistryRefresh is how often the server registry is re-read from the database, so
 	// that servers registered through other replicas are served. If zero, 30 seconds; if
 	// negative, never (changes through this process still apply at once).

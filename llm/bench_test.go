@@ -37,13 +37,13 @@ func benchProvider(tb testing.TB) *httptest.Server {
 	return srv
 }
 
-// benchGateway is the llm handler with the gateway's default store (SQLite, in a file)
-// and the spend log on. With limited, the caller's key has a max budget and rate limits;
+// benchGateway is the llm handler with the gateway's default store (SQLite, in a file),
+// its default budget leases (1 s) and the spend log on. With limited, the caller's key has a max budget and rate limits;
 // without, no budget in the caller's chain has a limit (spend is still recorded).
 func benchGateway(tb testing.TB, upstream string, limited bool) *harness {
 	db := newSQLite(tb)
 	h := newHarness(tb, harnessOpts{models: []llm.ModelConfig{model("gpt", upstream, map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})},
-		budgets: db, spendStore: db, reader: db})
+		budgets: db, spendStore: db, reader: db, leaseFor: time.Second})
 	if limited {
 		max := 1e12
 		if err := db.UpsertBudgetLimits(context.Background(), &store.Budget{BudgetRef: store.BudgetRef{Scope: store.BudgetKey, ID: "key1"}, MaxBudget: &max}); err != nil {

@@ -2,8 +2,6 @@ package llm
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -403,12 +401,7 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens)
 }
 
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func newRequestID() string { return budget.NewID() }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))

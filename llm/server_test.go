@@ -43,6 +43,7 @@ type harnessOpts struct {
 	reader     llm.SpendReader
 	setLimit   func(h *harness, max float64) // sets key1's max budget; default: the in-memory store
 	count      func(h *harness) int          // counts spend logs; default: the in-memory store
+	leaseFor   time.Duration                 // budget leases; default: off
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -66,10 +67,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.reader != nil {
 		rd = o.reader
 	}
-	m, err := budget.New(budget.Config{Store: bst})
+	m, err := budget.New(budget.Config{Store: bst, LeaseFor: o.leaseFor})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	h.spend, err = budget.NewSpendLog(budget.SpendLogConfig{Store: sst, Interval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

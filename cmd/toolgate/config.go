@@ -39,6 +39,7 @@ type Config struct {
 	MaxRequestBytes       int64         // general_settings.max_request_size_mb; default 4 MiB
 	AllowedOrigins        []string      // general_settings.allowed_origins
 	ShutdownGrace         time.Duration // general_settings.shutdown_grace, TOOLGATE_SHUTDOWN_GRACE; default 15s
+	SpendBatchWindow      time.Duration // general_settings.proxy_batch_write_at (seconds); default 1s; 0: off
 	LogLevel              string        // TOOLGATE_LOG_LEVEL: debug, info, warn, error; default info
 	Tracing               bool          // litellm_settings.callbacks: [otel] or OTEL_EXPORTER_OTLP_ENDPOINT; default off
 
@@ -71,6 +72,7 @@ func defaultConfig() Config {
 		RequireAuthForMetrics: true,
 		MaxRequestBytes:       4 << 20,
 		ShutdownGrace:         15 * time.Second,
+		SpendBatchWindow:      time.Second,
 		LogLevel:              "info",
 	}
 }
@@ -427,6 +429,14 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 			err = n.Decode(&cfg.Alerting)
 		case "alert_types":
 			err = n.Decode(&cfg.AlertTypes)
+		case "proxy_batch_write_at":
+			var secs float64
+			if err = n.Decode(&secs); err == nil {
+				if secs < 0 || secs > 3600 {
+					err = fmt.Errorf("%v seconds: want 0 (off) to 3600", secs)
+				}
+				cfg.SpendBatchWindow = time.Duration(secs * float64(time.Second))
+			}
 		case "shutdown_grace":
 			var s string
 			if err = n.Decode(&s); err == nil {

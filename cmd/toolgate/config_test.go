@@ -49,6 +49,7 @@ general_settings:
   master_key: sk-from-file-123
   database_url: sqlite:/tmp/file.db
   shutdown_grace: 3s
+  proxy_batch_write_at: 0.25
 `)
 	tests := []struct {
 		name string
@@ -79,6 +80,12 @@ general_settings:
 	if cfg.ShutdownGrace != 3*time.Second {
 		t.Errorf("shutdown grace %v, want 3s", cfg.ShutdownGrace)
 	}
+	if cfg.SpendBatchWindow != 250*time.Millisecond {
+		t.Errorf("proxy_batch_write_at 0.25: window %v, want 250ms", cfg.SpendBatchWindow)
+	}
+	if cfg, _ := loadConfig("serve", nil, env(nil), io.Discard); cfg.SpendBatchWindow != time.Second {
+		t.Errorf("default spend batch window %v, want 1s", cfg.SpendBatchWindow)
+	}
 }
 
 func TestConfigReportsEveryProblem(t *testing.T) {
@@ -87,6 +94,7 @@ general_settings:
   master_key: os.environ/NOT_SET
   database_url: mysql://x
   max_request_size_mb: lots
+  proxy_batch_write_at: -5
   some_litellm_setting: 1
 mcp_servers:
   good:
@@ -102,7 +110,7 @@ unknown_section: {}
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"NOT_SET", "mysql", "max_request_size_mb", "allowed_tool", "nourl: url is required", "PORT"} {
+	for _, want := range []string{"NOT_SET", "mysql", "max_request_size_mb", "proxy_batch_write_at", "allowed_tool", "nourl: url is required", "PORT"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

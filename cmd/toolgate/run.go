@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,6 +166,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MCPServers:            cfg.MCPServers,
 		AllowPrivateUpstreams: cfg.AllowPrivateUpstreams,
 		MaxBodyBytes:          cfg.MaxRequestBytes,
+		SpendBatchWindow:      cmp.Or(cfg.SpendBatchWindow, -1), // 0 in the config turns batching off
 		MetricsPublic:         !cfg.RequireAuthForMetrics,
 		AllowedOrigins:        cfg.AllowedOrigins,
 		OAuth:                 cfg.OAuth,

@@ -3,8 +3,6 @@ package budget
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/toolgate/toolgate/store"
 )
@@ -94,6 +94,13 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// LeaseFor, when positive, turns on leases (see lease.go): calls are admitted in memory
+	// against budget reserved in the store in larger amounts, and a lease settles at most
+	// LeaseFor after it was taken, once its calls have ended. Spend then reaches the store
+	// up to LeaseFor late. If zero, every call is reserved and settled in the store.
+	LeaseFor time.Duration
+	// OnExceeded, if not nil, is called with every refusal Reserve returns.
+	OnExceeded func(*ExceededError)
 }
 
 // ResetLease is the lease name the reset loop holds while it runs.
@@ -118,6 +125,12 @@ type Manager struct {
 	nlimited atomic.Int64
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	lmu      sync.Mutex
+	open     map[string]*lease        // chain -> the lease taking its calls
+	taking   map[string]chan struct{} // chain -> closed when a lease being taken is ready
+	all      map[*lease]struct{}      // leases not yet settled
+	settling sync.WaitGroup
 }
 
 // New validates cfg and returns a Manager. It does no I/O; call Start to run the background
@@ -136,9 +149,10 @@ func New(cfg Config) (*Manager, error) {
 		cfg.ResetInterval = time.Minute
 	}
 	if cfg.Holder == "" {
-		cfg.Holder = newID()
+		cfg.Holder = NewID()
 	}
-	m := &Manager{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, client: cfg.HTTPClient, alerted: map[string]bool{}}
+	m := &Manager{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, client: cfg.HTTPClient, alerted: map[string]bool{},
+		open: map[string]*lease{}, taking: map[string]chan struct{}{}, all: map[*lease]struct{}{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -166,8 +180,12 @@ func (m *Manager) Start() {
 	go m.loop(ctx, m.cfg.ResetInterval, m.ResetDue)
 }
 
-// Close stops the background loops and waits for them and for pending alerts.
+// Close settles every lease (waiting for the calls still running on them), stops the
+// background loops and waits for them and for pending alerts. Calls must not be admitted
+// during or after Close.
 func (m *Manager) Close() error {
+	err := m.Flush(context.Background())
+	m.settling.Wait()
 	m.mu.Lock()
 	cancel := m.cancel
 	m.mu.Unlock()
@@ -175,7 +193,7 @@ func (m *Manager) Close() error {
 		cancel()
 	}
 	m.wg.Wait()
-	return nil
+	return err
 }
 
 func (m *Manager) loop(ctx context.Context, every time.Duration, f func(context.Context) error) {
@@ -249,8 +267,9 @@ type Reservation struct {
 	// Held reports whether the amount is held in the store. It is false when no budget in
 	// Refs had a max budget: nothing could be refused, so nothing was held, and Commit only
 	// adds the spend.
-	Held bool
-	once sync.Once
+	Held  bool
+	once  sync.Once
+	lease *lease // the lease holding Amount, if any
 }
 
 // maxLimited bounds the chains Manager remembers.
@@ -270,11 +289,14 @@ func (m *Manager) Reserve(ctx context.Context, refs []store.BudgetRef, amount fl
 	if amount < 0 {
 		amount = 0
 	}
-	r := &Reservation{m: m, ID: newID(), Refs: dedupe(refs), Amount: amount}
+	r := &Reservation{m: m, ID: NewID(), Refs: dedupe(refs), Amount: amount}
 	if len(r.Refs) == 0 {
 		return r, nil
 	}
 	key := refsKey(r.Refs)
+	if m.cfg.LeaseFor > 0 {
+		return m.reserveLeased(ctx, r, key)
+	}
 	now := m.now()
 	if until, ok := m.limited.Load(key); !ok || now.After(until.(time.Time)) {
 		bs, err := m.st.Budgets(ctx, r.Refs)
@@ -291,14 +313,8 @@ func (m *Manager) Reserve(ctx context.Context, refs []store.BudgetRef, amount fl
 		}
 		m.limited.Store(key, now.Add(limitedFor))
 	}
-	r.Held = true
-	err := m.st.Reserve(ctx, r.ID, r.Refs, amount, now.Add(m.cfg.ReservationTTL))
-	var be *store.BudgetExceededError
-	if errors.As(err, &be) {
-		return nil, &ExceededError{Scope: be.Scope, ID: be.ID, MaxBudget: be.MaxBudget, Spend: be.Spend, Reserved: be.Reserved}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reserve budget: %w", err)
+	if err := m.storeReserve(ctx, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -312,6 +328,10 @@ func (r *Reservation) Commit(ctx context.Context, actual float64) error {
 	var err error
 	r.once.Do(func() {
 		if len(r.Refs) == 0 || (!r.Held && actual == 0) {
+			return
+		}
+		if r.lease != nil {
+			r.m.commitLeased(r, actual)
 			return
 		}
 		// Settle must happen even if the caller's context is gone (client disconnect).
@@ -465,11 +485,9 @@ func dedupe(refs []store.BudgetRef) []store.BudgetRef {
 	return out
 }
 
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// NewID returns a new request or reservation ID: a time-ordered UUID (version 7), so that
+// rows keyed by it are appended to their index rather than scattered through it.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // ParseDuration parses a LiteLLM budget_duration: a positive integer followed by s, m, h,
 // d, w or mo ("30s", "30m", "24h", "30d", "1w", "1mo"). Months are calendar months and are

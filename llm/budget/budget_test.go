@@ -47,7 +47,12 @@ func fakeBackend() backend {
 
 func newManager(t testing.TB, st budget.Store) *budget.Manager {
 	t.Helper()
-	m, err := budget.New(budget.Config{Store: st})
+	return newManagerWith(t, budget.Config{Store: st})
+}
+
+func newManagerWith(t testing.TB, cfg budget.Config) *budget.Manager {
+	t.Helper()
+	m, err := budget.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +61,15 @@ func newManager(t testing.TB, st budget.Store) *budget.Manager {
 }
 
 // testRace runs 100 concurrent reservations against a key whose budget fits exactly n and
-// checks that exactly n are admitted and that the spend log holds exactly those.
-func testRace(t *testing.T, b backend) {
-	const total, n = 100, 37
+// checks that exactly n are admitted and that the spend log holds exactly those. n is
+// large enough for leases (when leaseFor is set) to be taken before the budget runs low.
+func testRace(t *testing.T, b backend, leaseFor time.Duration) {
+	const total, n = 100, 73
 	const cost = 0.25
-	ref := store.BudgetRef{Scope: store.BudgetKey, ID: "race-key"}
+	ref := store.BudgetRef{Scope: store.BudgetKey, ID: "race-key-" + leaseFor.String()}
 	b.setLimit(t, ref, n*cost)
-	m := newManager(t, b.st)
+	logsBefore := b.logs(t)
+	m := newManagerWith(t, budget.Config{Store: b.st, LeaseFor: leaseFor})
 	sl, err := budget.NewSpendLog(budget.SpendLogConfig{Store: b.spend, BatchSize: 16, Interval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +87,8 @@ func testRace(t *testing.T, b backend) {
 			var ee *budget.ExceededError
 			switch {
 			case errors.As(err, &ee):
-				if ee.Scope != store.BudgetKey || ee.ID != "race-key" {
-					t.Errorf("refused by %s %s, want key race-key", ee.Scope, ee.ID)
+				if ee.Scope != store.BudgetKey || ee.ID != ref.ID {
+					t.Errorf("refused by %s %s, want key %s", ee.Scope, ee.ID, ref.ID)
 				}
 				refused.Add(1)
 				return
@@ -103,24 +110,28 @@ func testRace(t *testing.T, b backend) {
 	if err := sl.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := admitted.Load(); got != n {
 		t.Errorf("admitted %d, want %d (refused %d)", got, n, refused.Load())
 	}
-	if got := b.logs(t); got != n {
+	if got := b.logs(t) - logsBefore; got != n {
 		t.Errorf("spend logs %d, want %d", got, n)
 	}
 	bs, err := b.st.Budgets(ctx, []store.BudgetRef{ref})
 	if err != nil || len(bs) != 1 {
 		t.Fatalf("budgets: %v %v", bs, err)
 	}
-	if bs[0].Reserved > 1e-9 || bs[0].Spend > n*cost+1e-9 {
+	if bs[0].Reserved > 1e-9 || bs[0].Spend < n*cost-1e-9 || bs[0].Spend > n*cost+1e-9 {
 		t.Errorf("after race: spend %v reserved %v, want spend %v reserved 0", bs[0].Spend, bs[0].Reserved, n*cost)
 	}
 }
 
 func TestReserveRace(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testRace(t, b) })
+		t.Run(b.name, func(t *testing.T) { testRace(t, b, 0) })
+		t.Run(b.name+"/leases", func(t *testing.T) { testRace(t, b, time.Second) })
 	}
 }
 
@@ -441,4 +452,160 @@ func budgetsOf(t testing.TB, st budget.Store, refs []store.BudgetRef) map[store.
 		out[b.BudgetRef] = [2]float64{b.Spend, b.Reserved}
 	}
 	return out
+}
+
+// countingStore counts the reservations that reach the store.
+type countingStore struct {
+	budget.Store
+	reserves atomic.Int64
+}
+
+func (s *countingStore) Reserve(ctx context.Context, id string, refs []store.BudgetRef, amount float64, expiresAt time.Time) error {
+	s.reserves.Add(1)
+	return s.Store.Reserve(ctx, id, refs, amount, expiresAt)
+}
+
+// TestLeasesKeepTheStoreOffTheRequestPath: with leases, a thousand calls reach the store
+// as a handful of reservations, a lease holds at most 1/8 of the headroom left, and the
+// spend of every call is in the store once the leases settle.
+func TestLeasesKeepTheStoreOffTheRequestPath(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "lease-" + b.name}
+			free := store.BudgetRef{Scope: store.BudgetUser, ID: "free-" + b.name}
+			b.setLimit(t, key, 800)
+			cs := &countingStore{Store: b.st}
+			m := newManagerWith(t, budget.Config{Store: cs, LeaseFor: time.Hour})
+			r, err := m.Reserve(ctx, []store.BudgetRef{key, free}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := budgetsOf(t, b.st, []store.BudgetRef{key})[key][1]; got != 100 {
+				t.Errorf("lease on 800 of headroom: reserved %v, want 100 (1/8)", got)
+			}
+			if err := r.Commit(ctx, 0.5); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range 250 {
+						r, err := m.Reserve(ctx, []store.BudgetRef{key, free}, 0.25)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if err := r.Commit(ctx, 0.25); err != nil {
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if n := cs.reserves.Load(); n > 10 {
+				t.Errorf("1001 calls made %d reservations in the store, want a few leases", n)
+			}
+			if err := m.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for ref, sr := range budgetsOf(t, b.st, []store.BudgetRef{key, free}) {
+				if want := 0.5 + 1000*0.25; sr[0] < want-1e-6 || sr[0] > want+1e-6 || sr[1] > 1e-9 {
+					t.Errorf("%s after flush: spend %v reserved %v, want %v and 0", ref.Scope, sr[0], sr[1], want)
+				}
+			}
+		})
+	}
+}
+
+// TestLeasesAcrossReplicas: two managers with leases on one store (two gateway replicas)
+// never admit more than the budget fits, and the store ends with exactly the spend of the
+// calls they admitted.
+func TestLeasesAcrossReplicas(t *testing.T) {
+	for _, b := range backends(t) {
+		if b.name == "memory" {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			const fits, cost = 300, 0.1
+			ctx := context.Background()
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "replicas-" + b.name}
+			b.setLimit(t, key, fits*cost)
+			replicas := []*budget.Manager{
+				newManagerWith(t, budget.Config{Store: b.st, LeaseFor: 20 * time.Millisecond}),
+				newManagerWith(t, budget.Config{Store: b.st, LeaseFor: 20 * time.Millisecond}),
+			}
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			for i := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					m := replicas[i%2]
+					for range 40 {
+						r, err := m.Reserve(ctx, []store.BudgetRef{key}, cost)
+						if isExceeded(err) {
+							continue
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						admitted.Add(1)
+						if err := r.Commit(ctx, cost); err != nil {
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, m := range replicas {
+				if err := m.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n := admitted.Load()
+			if n > fits || n < fits*9/10 {
+				t.Errorf("admitted %d of 640 calls on a budget that fits %d, want at most %d and not far fewer", n, fits, fits)
+			}
+			sr := budgetsOf(t, b.st, []store.BudgetRef{key})[key]
+			if want := float64(n) * cost; sr[0] < want-1e-6 || sr[0] > want+1e-6 || sr[1] > 1e-9 {
+				t.Errorf("after flush: spend %v reserved %v, want %v and 0", sr[0], sr[1], want)
+			}
+		})
+	}
+}
+
+// TestCloseSettlesLeaseAfterItsLastCall: Close waits for a call still running on a lease
+// and charges what it spent.
+func TestCloseSettlesLeaseAfterItsLastCall(t *testing.T) {
+	b := fakeBackend()
+	ctx := context.Background()
+	key := store.BudgetRef{Scope: store.BudgetKey, ID: "closing"}
+	m, err := budget.New(budget.Config{Store: b.st, LeaseFor: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Reserve(ctx, []store.BudgetRef{key}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a call was running on a lease", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := r.Commit(ctx, 0.75); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if sr := budgetsOf(t, b.st, []store.BudgetRef{key})[key]; sr[0] != 0.75 || sr[1] != 0 {
+		t.Errorf("after close: spend %v reserved %v, want 0.75 and 0", sr[0], sr[1])
+	}
 }
