@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"sort"
 	"sync"
@@ -38,12 +40,13 @@ func benchProvider(tb testing.TB) *httptest.Server {
 }
 
 // benchGateway is the llm handler with the gateway's default store (SQLite, in a file),
-// its default budget leases (1 s) and the spend log on. With limited, the caller's key has a max budget and rate limits;
+// its default budget leases (1 s) and its default spend log (batches of 256 rows, at most
+// 1 s apart). With limited, the caller's key has a max budget and rate limits;
 // without, no budget in the caller's chain has a limit (spend is still recorded).
 func benchGateway(tb testing.TB, upstream string, limited bool) *harness {
 	db := newSQLite(tb)
 	h := newHarness(tb, harnessOpts{models: []llm.ModelConfig{model("gpt", upstream, map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})},
-		budgets: db, spendStore: db, reader: db, leaseFor: time.Second})
+		budgets: db, spendStore: db, reader: db, leaseFor: time.Second, spendEvery: time.Second})
 	if limited {
 		max := 1e12
 		if err := db.UpsertBudgetLimits(context.Background(), &store.Budget{BudgetRef: store.BudgetRef{Scope: store.BudgetKey, ID: "key1"}, MaxBudget: &max}); err != nil {
@@ -219,10 +222,11 @@ func TestLoad(t *testing.T) {
 	}
 	up := benchProvider(t)
 	c := benchClient()
-	names := []string{"direct", "budget", "no budget"}
+	names := []string{"direct", "budget", "no budget", "bare reverse proxy"}
 	targets := []string{up.URL + "/chat/completions",
 		benchGateway(t, up.URL, true).http.URL + "/v1/chat/completions",
-		benchGateway(t, up.URL, false).http.URL + "/v1/chat/completions"}
+		benchGateway(t, up.URL, false).http.URL + "/v1/chat/completions",
+		reverseProxy(t, up.URL) + "/chat/completions"}
 	lat := make([][]time.Duration, len(targets))
 	for range 2 { // the second round wins: warm pools
 		for i, u := range targets {
@@ -311,8 +315,25 @@ func TestLoad(t *testing.T) {
 	streamBody := bytes.Replace(benchBody, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
 	stargets := []string{sp.URL + "/chat/completions",
 		benchGateway(t, sp.URL, true).http.URL + "/v1/chat/completions",
-		benchGateway(t, sp.URL, false).http.URL + "/v1/chat/completions"}
+		benchGateway(t, sp.URL, false).http.URL + "/v1/chat/completions",
+		reverseProxy(t, sp.URL) + "/chat/completions"}
 	report("streaming, 16 clients", "streams/s", rates(16, post(streamBody), stargets))
+}
+
+// reverseProxy is the floor the issue compares against: httputil.ReverseProxy with the
+// same upstream connection pool as the gateway and nothing else (no parsing, no budget,
+// no logs). It returns the proxy's base URL.
+func reverseProxy(tb testing.TB, upstream string) string {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = benchClient().Transport
+	rp.FlushInterval = -1
+	srv := httptest.NewServer(rp)
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // rtFunc is an in-memory provider: no network, so BenchmarkHandler measures the

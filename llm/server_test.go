@@ -3,6 +3,7 @@ package llm_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,6 +45,7 @@ type harnessOpts struct {
 	setLimit   func(h *harness, max float64) // sets key1's max budget; default: the in-memory store
 	count      func(h *harness) int          // counts spend logs; default: the in-memory store
 	leaseFor   time.Duration                 // budget leases; default: off
+	spendEvery time.Duration                 // spend log interval; default: 5 ms
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -72,7 +74,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	h.spend, err = budget.NewSpendLog(budget.SpendLogConfig{Store: sst, Interval: 5 * time.Millisecond})
+	h.spend, err = budget.NewSpendLog(budget.SpendLogConfig{Store: sst, Interval: cmp.Or(o.spendEvery, 5*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,9 @@ func (db *DB) Open(ctx context.Context) error {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Statement journals (kept for statements that may need to roll back alone, such as
+	// multi-row inserts with ON CONFLICT) in memory rather than in temporary files.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	var dsn string
 	if db.path == ":memory:" {
