@@ -639,6 +639,26 @@ func TestEmbeddingsAndImages(t *testing.T) {
 	}
 }
 
+// TestChatModelWithImagePricesIsPricedByTokens: a chat model whose price entry also
+// carries per-image prices (vision models do) is reserved and charged by tokens; only a
+// model whose mode is image_generation or image_edit is priced per image.
+func TestChatModelWithImagePricesIsPricedByTokens(t *testing.T) {
+	up := newFakeOpenAI(t)
+	vision := model("vision", up.URL, map[string]any{"mode": "chat", "input_cost_per_image": 100.0, "output_cost_per_image": 100.0})
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{vision}})
+	// Worst case by tokens: about 11 prompt tokens x 0.5 + 100 x 0.125 = 18; per image it
+	// would be 200, which this budget refuses.
+	h.setKeyLimit(50)
+	resp, body := h.post("/v1/chat/completions", chat("vision"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("chat on a vision model with a budget of 50: %d %s", resp.StatusCode, body)
+	}
+	h.flush()
+	if b, want := h.budget(store.BudgetKey, "key1"), 12*0.5+8*0.125; !approx(b.Spend, want) {
+		t.Errorf("key spend %v, want %v (tokens, not images)", b.Spend, want)
+	}
+}
+
 func TestAnthropicTranslation(t *testing.T) {
 	an := newFakeAnthropic(t)
 	an.toolCall = true
