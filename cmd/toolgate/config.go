@@ -59,8 +59,26 @@ type Config struct {
 	AlertTypes []string // general_settings.alert_types; empty means every type, budget alerts included
 	WebhookURL string   // WEBHOOK_URL: where general_settings.alerting: [webhook] sends alerts
 
+	// Environment is the config file's environment_variables section: values for the
+	// environment variables toolgate reads (os.environ/NAME references and the variables
+	// above) when the process environment does not set them.
+	Environment map[string]string
+
 	// Warnings are the config file's ignored keys and other non-fatal findings.
 	Warnings []string
+}
+
+// withFileEnv returns getenv falling back to env for variables it does not set.
+func withFileEnv(getenv func(string) string, env map[string]string) func(string) string {
+	if len(env) == 0 {
+		return getenv
+	}
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return env[name]
+	}
 }
 
 // defaultConfig returns the defaults.
@@ -160,6 +178,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		if err := parseConfigFile(&cfg, data, getenv); err != nil {
 			errs = append(errs, err)
 		}
+		getenv = withFileEnv(getenv, cfg.Environment)
 	}
 	errs = append(errs, applyEnv(&cfg, getenv))
 	errs = append(errs, cfg.applyAlerting())
@@ -365,6 +384,14 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 		return nil // empty file
 	}
 	var errs []error
+	if env := topLevel(&root, "environment_variables"); env != nil {
+		resolveEnv(env, getenv, &errs)
+		cfg.Environment = nil
+		if err := env.Decode(&cfg.Environment); err != nil {
+			errs = append(errs, fmt.Errorf("config: environment_variables: want a map of names to values: %v", err))
+		}
+		getenv = withFileEnv(getenv, cfg.Environment)
+	}
 	resolveEnv(&root, getenv, &errs)
 	var fc fileConfig
 	if err := root.Decode(&fc); err != nil {
@@ -372,7 +399,8 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 	}
 	for _, k := range sortedKeys(fc.Other) {
 		switch k {
-		case "environment_variables", "callback_settings", "credential_list", "guardrails", "search_tools", "vector_store_registry":
+		case "environment_variables":
+		case "callback_settings", "credential_list", "guardrails", "search_tools", "vector_store_registry":
 			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: section %s is not used by toolgate", k))
 		default:
 			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: unknown top-level key %s ignored", k))
@@ -554,6 +582,20 @@ func decodeMCPServer(name string, n *yaml.Node) (*store.MCPServer, error) {
 		return nil, fmt.Errorf("config: mcp_servers.%s: url is required", name)
 	}
 	return srv, nil
+}
+
+// topLevel returns the value of the document's top-level key, or nil.
+func topLevel(root *yaml.Node, key string) *yaml.Node {
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	m := root.Content[0].Content
+	for i := 0; i+1 < len(m); i += 2 {
+		if m[i].Value == key {
+			return m[i+1]
+		}
+	}
+	return nil
 }
 
 // resolveEnv replaces every scalar "os.environ/NAME" with the environment value, recording

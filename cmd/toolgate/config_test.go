@@ -229,3 +229,48 @@ func TestOAuthKeysReachOAuthConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvironmentVariablesSection: LiteLLM's environment_variables section supplies the
+// variables os.environ/ references and toolgate's own variables read, and the process
+// environment wins over it.
+func TestEnvironmentVariablesSection(t *testing.T) {
+	file := writeFile(t, `
+environment_variables:
+  PROVIDER_KEY: sk-from-file
+  DATABASE_URL: sqlite:/tmp/from-file.db
+  TOOLGATE_SHUTDOWN_GRACE: 7s
+model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/PROVIDER_KEY
+`)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		key, db  string
+		warnings int
+	}{
+		{"file", nil, "sk-from-file", "sqlite:/tmp/from-file.db", 0},
+		{"process environment wins", map[string]string{"PROVIDER_KEY": "sk-from-env", "DATABASE_URL": "sqlite:/tmp/env.db"}, "sk-from-env", "sqlite:/tmp/env.db", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig("serve", []string{"--config", file}, env(tc.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			params, _ := cfg.ModelList[0]["litellm_params"].(map[string]any)
+			if params["api_key"] != tc.key || cfg.DatabaseURL != tc.db || cfg.ShutdownGrace != 7*time.Second {
+				t.Errorf("got api_key %v, database %q, grace %v; want %q, %q, 7s", params["api_key"], cfg.DatabaseURL, cfg.ShutdownGrace, tc.key, tc.db)
+			}
+			if len(cfg.Warnings) != tc.warnings {
+				t.Errorf("warnings %v", cfg.Warnings)
+			}
+		})
+	}
+	bad := writeFile(t, "environment_variables: [A, B]\n")
+	if _, err := loadConfig("serve", []string{"--config", bad}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "environment_variables") {
+		t.Errorf("a list for environment_variables: got %v, want an error naming the section", err)
+	}
+}
