@@ -270,8 +270,9 @@ type toolBudget struct {
 
 // toolRefusal maps a budget or rate-limit refusal to the gateway's error, so that
 // /mcp-rest/tools/call answers in OpenAI's error shape (400 budget_exceeded, 429
-// rate_limit_error with Retry-After and x-ratelimit-* headers) as the LLM routes do, and /mcp's JSON-RPC error carries the same
-// message naming the budget or limit. Other errors pass through.
+// rate_limit_error with Retry-After and x-ratelimit-* headers) as the LLM routes do, and /mcp's
+// JSON-RPC error carries the same message naming the budget or limit (and its HTTP response
+// the same headers). Other errors pass through.
 func toolRefusal(err error) error {
 	var (
 		be *budget.ExceededError
@@ -305,7 +306,12 @@ func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (f
 	}
 	adm, err := h.rt.limiter.Admit(ctx, c.Limits)
 	if err != nil {
-		return nil, toolRefusal(err)
+		err = toolRefusal(err)
+		var e *Error
+		if errors.As(err, &e) && e.Header != nil {
+			addResponseHeaders(ctx, e.Header) // /mcp answers 200 with a JSON-RPC error
+		}
+		return nil, err
 	}
 	res, err := h.rt.budget.Reserve(ctx, c.Budgets, cost)
 	if err != nil {

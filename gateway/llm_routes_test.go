@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -241,6 +243,21 @@ func TestToolCallRateLimitHeaders(t *testing.T) {
 	} {
 		if got := r.header.Get(name); got != want {
 			t.Errorf("%s: got %q, want %q", name, got, want)
+		}
+	}
+
+	// Over /mcp the refusal is a JSON-RPC error in a 200; its response carries the same
+	// headers.
+	c := dialMCP(t, g.url+"/mcp", true, map[string]string{"Authorization": "Bearer " + key})
+	r = g.do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": call},
+		"Authorization", "Bearer "+key, "Mcp-Session-Id", c.GetSessionId(), "Mcp-Protocol-Version", mcp.ProtocolVersion20251125,
+		"Content-Type", "application/json", "Accept", "application/json, text/event-stream")
+	if r.status != 200 || !strings.Contains(string(r.body), `"error"`) || !strings.Contains(string(r.body), "Rate limit") {
+		t.Fatalf("/mcp tools/call over the limit: %d %s, want a JSON-RPC error naming the limit", r.status, r.body)
+	}
+	for name, want := range map[string]string{"Retry-After": "40", "X-Ratelimit-Remaining-Requests": "0"} {
+		if got := r.header.Get(name); got != want {
+			t.Errorf("/mcp %s: got %q, want %q", name, got, want)
 		}
 	}
 }

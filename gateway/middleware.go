@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -21,10 +22,10 @@ func (s *Server) middleware(mux http.Handler) http.Handler {
 		id := requestID(r.Header.Get("X-Request-Id"))
 		w.Header().Set("X-Request-Id", id)
 		r.Header.Set("X-Request-Id", id) // sent on to upstreams by headers forwarding
-		st := &requestState{id: id}
+		rw := &statusWriter{ResponseWriter: w}
+		st := &requestState{id: id, rw: rw}
 		ctx := context.WithValue(r.Context(), requestStateKey{}, st)
 		r = r.WithContext(ctx)
-		rw := &statusWriter{ResponseWriter: w}
 		r, untrack := s.track(r)
 		defer untrack()
 
@@ -96,6 +97,7 @@ type requestState struct {
 	id        string
 	principal *Principal // set by admission
 	pattern   string     // the mux pattern that matched, set after routing
+	rw        *statusWriter
 }
 
 type requestStateKey struct{}
@@ -106,6 +108,16 @@ func requestIDFrom(ctx context.Context) string {
 		return st.id
 	}
 	return ""
+}
+
+// addResponseHeaders adds h to the response of the request ctx belongs to, if its header
+// has not been written yet. Code running for the request on other goroutines (an MCP tool
+// call inside mcp-go) may call it: a rate-limited tools/call answers with a JSON-RPC error
+// in a 200, and this is how it still carries Retry-After and x-ratelimit-*.
+func addResponseHeaders(ctx context.Context, h http.Header) {
+	if st, _ := ctx.Value(requestStateKey{}).(*requestState); st != nil {
+		st.rw.addHeaders(h)
+	}
 }
 
 // requestID returns the caller's id when it is short and printable, else a new one.
@@ -134,14 +146,38 @@ type statusWriter struct {
 	status      int
 	bytes       int64
 	wroteHeader bool
+
+	mu    sync.Mutex  // guards extra, and wroteHeader's changes
+	extra http.Header // added by addHeaders, written with the header
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wroteHeader {
+		w.mu.Lock()
+		for k, v := range w.extra {
+			w.Header()[k] = v
+		}
 		w.status = code
 		w.wroteHeader = true
+		w.mu.Unlock()
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// addHeaders sets h on the response when its header is written; after that it does
+// nothing. It is safe to call from any goroutine.
+func (w *statusWriter) addHeaders(h http.Header) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wroteHeader {
+		return
+	}
+	if w.extra == nil {
+		w.extra = http.Header{}
+	}
+	for k, v := range h {
+		w.extra[k] = v
+	}
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
