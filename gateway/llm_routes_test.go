@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -259,5 +261,56 @@ func TestToolCallRateLimitHeaders(t *testing.T) {
 		if got := r.header.Get(name); got != want {
 			t.Errorf("/mcp %s: got %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestSpendBatchWindow: with budget leases (proxy_batch_write_at) a key's spend reaches
+// the database within the window, complete; with the window off it is there as soon as
+// the call returns.
+func TestSpendBatchWindow(t *testing.T) {
+	up := fakeLLM(t)
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+	}{{"off", -1}, {"50ms", 50 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newTestGateway(t, func(c *Config) {
+				c.SpendBatchWindow = tc.window
+				c.ModelList = []map[string]any{{
+					"model_name":     "gpt",
+					"litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": up, "api_key": "sk-upstream"},
+					"model_info":     map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02}, // 0.30 a call
+				}}
+			})
+			t.Cleanup(func() { g.s.llmClose() })
+			key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "w"}), 200)["key"].(string)
+			chat := map[string]any{"model": "gpt", "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+			const calls = 20
+			for range calls {
+				if r := g.as(t, key, "POST", "/v1/chat/completions", chat); r.status != 200 {
+					t.Fatalf("chat: %d %s", r.status, r.body)
+				}
+			}
+			spend := func() float64 {
+				var info struct {
+					Info struct {
+						Spend float64 `json:"spend"`
+					} `json:"info"`
+				}
+				r := g.as(t, key, "GET", "/key/info", nil)
+				if err := json.Unmarshal(r.body, &info); err != nil || r.status != 200 {
+					t.Fatalf("/key/info: %d %s", r.status, r.body)
+				}
+				return info.Info.Spend
+			}
+			want := calls * 0.30
+			if tc.window < 0 {
+				if got := spend(); math.Abs(got-want) > 1e-9 {
+					t.Errorf("spend right after the calls: %v, want %v", got, want)
+				}
+				return
+			}
+			waitFor(t, "spend of every call on /key/info", func() bool { return math.Abs(spend()-want) < 1e-9 })
+		})
 	}
 }
