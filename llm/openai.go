@@ -106,7 +106,7 @@ func usageOf(body []byte) Usage {
 		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
 		if len(rest) > 0 && rest[0] == ':' {
 			var u Usage
-			if json.NewDecoder(bytes.NewReader(rest[1:])).Decode(&u) == nil {
+			if obj := leadingObject(rest[1:]); obj != nil && json.Unmarshal(obj, &u) == nil {
 				return u
 			}
 		}
@@ -118,6 +118,33 @@ func usageOf(body []byte) Usage {
 		return *v.Usage
 	}
 	return Usage{}
+}
+
+// leadingObject returns the JSON object b starts with (after white space), or nil when b
+// does not start with a complete one. It only matches braces outside strings; json.Unmarshal
+// validates the rest.
+func leadingObject(b []byte) []byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return nil
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{':
+			depth++
+		case c == '}':
+			if depth--; depth == 0 {
+				return b[:i+1]
+			}
+		}
+	}
+	return nil
 }
 
 // encodeBody writes a request body from already-validated raw values, without the

@@ -60,3 +60,24 @@ func TestContentBytes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUsageOf: usageOf finds the usage of a completion whatever text precedes it (content
+// with braces, quotes and escapes, nested usage details), and never panics on any body.
+func FuzzUsageOf(f *testing.F) {
+	f.Add(`hello {world}`, int64(12), int64(8))
+	f.Add(`a "quoted \" brace }`, int64(0), int64(1))
+	f.Add(`\\`, int64(1<<40), int64(3))
+	f.Fuzz(func(t *testing.T, content string, prompt, completion int64) {
+		_ = usageOf([]byte(content)) // any bytes: no panic
+		want := Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
+		msg, _ := json.Marshal(content)
+		u, _ := json.Marshal(want)
+		detailed := append(u[:len(u)-1:len(u)-1], []byte(`,"prompt_tokens_details":{"cached_tokens":1,"x":{"y":"}"}}}`)...)
+		for _, usage := range [][]byte{u, detailed} {
+			body := `{"choices":[{"message":{"content":` + string(msg) + `}}],"usage": ` + string(usage) + `}`
+			if got := usageOf([]byte(body)); got != want {
+				t.Fatalf("usageOf(%s) = %+v, want %+v", body, got, want)
+			}
+		}
+	})
+}

@@ -537,9 +537,17 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
 	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
-	logRow.Metadata, _ = json.Marshal(map[string]any{"model_id": d.ID, "model_group": ci.model, "deployment": d.Provider + "/" + d.Model, "stream": ci.stream})
+	logRow.Metadata, _ = json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: ci.model, Deployment: d.Provider + "/" + d.Model, Stream: ci.stream})
 	s.writeLog(ctx, logRow)
 	return nil
+}
+
+// callMetadata is a spend log row's metadata for an LLM call.
+type callMetadata struct {
+	Deployment string `json:"deployment"`
+	ModelGroup string `json:"model_group"`
+	ModelID    string `json:"model_id"`
+	Stream     bool   `json:"stream"`
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration}
