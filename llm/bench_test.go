@@ -44,7 +44,19 @@ func benchProvider(tb testing.TB) *httptest.Server {
 // 1 s apart). With limited, the caller's key has a max budget and rate limits;
 // without, no budget in the caller's chain has a limit (spend is still recorded).
 func benchGateway(tb testing.TB, upstream string, limited bool) *harness {
-	db := newSQLite(tb)
+	return benchGatewayOn(tb, newSQLite(tb), upstream, limited)
+}
+
+// benchStore is what benchGatewayOn needs of a store.
+type benchStore interface {
+	budget.Store
+	budget.SpendStore
+	llm.SpendReader
+	UpsertBudgetLimits(context.Context, *store.Budget) error
+}
+
+// benchGatewayOn is benchGateway on the given store.
+func benchGatewayOn(tb testing.TB, db benchStore, upstream string, limited bool) *harness {
 	h := newHarness(tb, harnessOpts{models: []llm.ModelConfig{model("gpt", upstream, map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})},
 		budgets: db, spendStore: db, reader: db, leaseFor: time.Second, spendEvery: time.Second})
 	if limited {
@@ -223,7 +235,9 @@ func benchAdmissions(b *testing.B, st budget.Store, clients int, lease time.Dura
 
 // TestLoad is the load run behind the README numbers: latency with one client and
 // throughput with 16 and 64, direct vs through the llm handler (SQLite store, spend log
-// on), for a caller whose key has a budget and one with no budget in its chain. Rates are
+// on), for a caller whose key has a budget and one with no budget in its chain, and
+// through a bare reverse proxy; with TOOLGATE_TEST_DATABASE_URL set, also the budgeted key
+// on Postgres (a local server, sharing the cores). Rates are
 // measured in alternating short rounds, so that a busy neighbour weighs on all alike. It
 // runs only with TOOLGATE_LLM_LOAD=1 (it takes tens of seconds and wants an idle machine).
 // The whole gateway (key lookup, access log) is measured by gateway's TestLLMLoad.
@@ -238,6 +252,10 @@ func TestLoad(t *testing.T) {
 		benchGateway(t, up.URL, true).http.URL + "/v1/chat/completions",
 		benchGateway(t, up.URL, false).http.URL + "/v1/chat/completions",
 		reverseProxy(t, up.URL) + "/chat/completions"}
+	if pg := newPostgres(t); pg != nil {
+		names = append(names, "budget on Postgres")
+		targets = append(targets, benchGatewayOn(t, pg, up.URL, true).http.URL+"/v1/chat/completions")
+	}
 	lat := make([][]time.Duration, len(targets))
 	for range 2 { // the second round wins: warm pools
 		for i, u := range targets {
