@@ -466,6 +466,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		if err != nil {
 			return err
 		}
+		// A safety net: Commit below settles first and makes this a no-op, but a panic
+		// on the way must not leave the reservation (or the lease it is part of) held.
+		defer func() { _ = res.Release(context.WithoutCancel(ctx)) }()
 	}
 
 	reqID := newRequestID()

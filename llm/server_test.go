@@ -904,3 +904,34 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		t.Errorf("zero config: %v", err)
 	}
 }
+
+// TestPanicReleasesReservation: a call that panics after its reservation (here in the
+// provider transport) does not leave budget held: with leases, a held call would keep its
+// lease, and every other call's spend in it, from ever settling.
+func TestPanicReleasesReservation(t *testing.T) {
+	for _, lease := range []time.Duration{0, time.Hour} {
+		st := budgettest.New()
+		key := store.BudgetRef{Scope: store.BudgetKey, ID: "k"}
+		max := 1e6 // room for a lease of many calls
+		st.SetLimit(key, &max, nil, "", nil)
+		m, _ := budget.New(budget.Config{Store: st, LeaseFor: lease})
+		client := &http.Client{Transport: rtFunc(func(*http.Request) (*http.Response, error) { panic("provider transport bug") })}
+		srv, err := llm.New(llm.Config{Models: []llm.ModelConfig{model("gpt", "http://provider.invalid", nil)}, Budget: m, HTTPClient: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
+		req = req.WithContext(llm.WithCaller(req.Context(), &llm.Caller{KeyID: "k", Budgets: []store.BudgetRef{key}}))
+		func() {
+			defer func() { _ = recover() }()
+			srv.ServeHTTP(httptest.NewRecorder(), req)
+		}()
+		if err := m.Close(); err != nil { // settles the lease, if any
+			t.Fatalf("lease %v: close: %v", lease, err)
+		}
+		if b, _ := st.Budget(context.Background(), key); b.Reserved != 0 || b.Spend != 0 {
+			t.Errorf("lease %v: after a panicking call: spend %v reserved %v, want 0 and 0", lease, b.Spend, b.Reserved)
+		}
+		srv.Close()
+	}
+}

@@ -421,6 +421,14 @@ func (f *Federation) call(ctx context.Context, ref toolRef, req mcp.CallToolRequ
 		if err != nil {
 			return nil, err
 		}
+		if done != nil {
+			defer func() {
+				if p := recover(); p != nil {
+					done(nil, fmt.Errorf("tool call panicked: %v", p)) // release what the hook holds
+					panic(p)
+				}
+			}()
+		}
 	}
 	res, err := f.up.CallTool(ctx, server, req, obs)
 	if done != nil {

@@ -103,6 +103,9 @@ type Config struct {
 	OnExceeded func(*ExceededError)
 }
 
+// closeWait bounds how long Close waits for calls still running on leases.
+const closeWait = time.Minute
+
 // ResetLease is the lease name the reset loop holds while it runs.
 const ResetLease = "budget-reset"
 
@@ -180,11 +183,16 @@ func (m *Manager) Start() {
 	go m.loop(ctx, m.cfg.ResetInterval, m.ResetDue)
 }
 
-// Close settles every lease (waiting for the calls still running on them), stops the
+// Close settles every lease (waiting up to a minute for the calls still running on them), stops the
 // background loops and waits for them and for pending alerts. Calls must not be admitted
 // during or after Close.
 func (m *Manager) Close() error {
-	err := m.Flush(context.Background())
+	ctx, stop := context.WithTimeout(context.Background(), closeWait)
+	defer stop()
+	err := m.Flush(ctx)
+	if err != nil {
+		m.log.Error("budget leases still had calls running at close; their spend is not recorded", "err", err)
+	}
 	m.settling.Wait()
 	m.mu.Lock()
 	cancel := m.cancel
