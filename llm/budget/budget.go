@@ -293,6 +293,9 @@ const limitedFor = time.Minute
 // When no budget in refs has a max budget, nothing is held (Held is false): a read of the
 // budgets replaces the store's reservation, which is a write. A max budget set after that
 // read applies from the next call on, as if the call had been admitted just before.
+//
+// With Config.LeaseFor set, amount is held in memory against a lease the Manager holds in
+// the store for refs (see lease.go), and Held is true.
 func (m *Manager) Reserve(ctx context.Context, refs []store.BudgetRef, amount float64) (*Reservation, error) {
 	if amount < 0 {
 		amount = 0
