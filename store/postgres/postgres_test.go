@@ -97,6 +97,11 @@ func BenchmarkReserveSettle(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) { storetest.BenchReserveSettle(b, newStore, true) })
 }
 
+// BenchmarkInsertSpendLogs: ns/row is the spend log's cost per call on Postgres.
+func BenchmarkInsertSpendLogs(b *testing.B) {
+	storetest.BenchInsertSpendLogs(b, func(tb testing.TB) store.Store { return newDB(tb) })
+}
+
 func TestBudgetCommitParam(t *testing.T) {
 	tests := []struct {
 		url     string

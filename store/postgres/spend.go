@@ -3,9 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
+	"time"
 
 	"github.com/toolgate/toolgate/store"
 )
@@ -14,24 +14,52 @@ const spendColumns = `request_id, call_type, key_id, key_hash, key_alias, user_i
 	model, mcp_server, mcp_tool, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time,
 	status, tags, metadata`
 
-// InsertSpendLogs writes logs in one transaction, skipping request IDs already stored. The
-// rows go to the server as one pipelined batch.
+// insertSpendSQL inserts a batch of rows given as one array per column: one statement,
+// planned once, instead of one INSERT per row. Spend travels as text so that its numeric
+// value is the float's shortest exact decimal, as a float parameter would give.
+const insertSpendSQL = `INSERT INTO spend_logs (` + spendColumns + `)
+	SELECT r, ct, k, kh, ka, u, t, o, eu, m, ms, mt, pt, c, tt, sp::numeric, st, et, s, tg::jsonb, md::jsonb
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+		$9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::text[],
+		$17::timestamptz[], $18::timestamptz[], $19::text[], $20::text[], $21::text[])
+		AS x(r, ct, k, kh, ka, u, t, o, eu, m, ms, mt, pt, c, tt, sp, st, et, s, tg, md)
+	ON CONFLICT (request_id) DO NOTHING`
+
+// InsertSpendLogs writes logs in one statement, skipping request IDs already stored.
 func (db *DB) InsertSpendLogs(ctx context.Context, logs []*store.SpendLog) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	return db.inTx(ctx, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, l := range logs {
-			b.Queue(`INSERT INTO spend_logs (`+spendColumns+`)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
-				ON CONFLICT (request_id) DO NOTHING`,
-				l.RequestID, l.CallType, l.KeyID, l.KeyHash, l.KeyAlias, l.UserID, l.TeamID, l.OrgID, l.EndUser,
-				l.Model, l.MCPServer, l.MCPTool, l.PromptTokens, l.CompletionTokens, l.TotalTokens, l.Spend,
-				l.StartTime, l.EndTime, l.Status, mustJSON(l.Tags), rawJSON(l.Metadata))
+	n := len(logs)
+	text := make([][]string, 12)
+	for i := range text {
+		text[i] = make([]string, n)
+	}
+	ints := [3][]int64{make([]int64, n), make([]int64, n), make([]int64, n)}
+	spend, status, tags := make([]string, n), make([]string, n), make([]string, n)
+	times := [2][]time.Time{make([]time.Time, n), make([]time.Time, n)}
+	meta := make([]*string, n)
+	for i, l := range logs {
+		for j, v := range [12]string{l.RequestID, l.CallType, l.KeyID, l.KeyHash, l.KeyAlias, l.UserID, l.TeamID,
+			l.OrgID, l.EndUser, l.Model, l.MCPServer, l.MCPTool} {
+			text[j][i] = v
 		}
-		return mapErr("insert spend logs", tx.SendBatch(ctx, b).Close())
-	})
+		ints[0][i], ints[1][i], ints[2][i] = l.PromptTokens, l.CompletionTokens, l.TotalTokens
+		spend[i] = strconv.FormatFloat(l.Spend, 'g', -1, 64)
+		times[0][i], times[1][i] = l.StartTime, l.EndTime
+		status[i], tags[i] = l.Status, mustJSON(l.Tags)
+		if l.Metadata != nil {
+			m := string(l.Metadata)
+			meta[i] = &m
+		}
+	}
+	args := make([]any, 0, 21)
+	for _, col := range text {
+		args = append(args, col)
+	}
+	args = append(args, ints[0], ints[1], ints[2], spend, times[0], times[1], status, tags, meta)
+	_, err := db.pool.Exec(ctx, insertSpendSQL, args...)
+	return mapErr("insert spend logs", err)
 }
 
 // SpendLogs returns matching rows, newest StartTime first.

@@ -107,4 +107,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) { storetest.BenchReserveSettle(b, newStoreTB, true) })
 }
 
+// BenchmarkInsertSpendLogs: ns/row is the spend log's cost per call on SQLite.
+func BenchmarkInsertSpendLogs(b *testing.B) { storetest.BenchInsertSpendLogs(b, newStoreTB) }
+
 func newStoreTB(tb testing.TB) store.Store { return newStore(tb) }

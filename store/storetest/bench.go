@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -42,4 +44,25 @@ func BenchReserveSettle(b *testing.B, newStore NewStore, parallel bool) {
 			}
 		}
 	})
+}
+
+// BenchInsertSpendLogs measures the spend log's cost per row in batches of 256, the spend
+// log writer's default batch, with request IDs as the gateway makes them (time-ordered).
+func BenchInsertSpendLogs(b *testing.B, newStore NewStore) {
+	s, ctx := newStore(b), b.Context()
+	const batch = 256
+	rows := make([]*store.SpendLog, batch)
+	meta := []byte(`{"deployment":"openai/gpt-x","model_group":"gpt","model_id":"d1","stream":false}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		for i := range rows {
+			rows[i] = &store.SpendLog{RequestID: uuid.Must(uuid.NewV7()).String(), CallType: store.CallCompletion, KeyID: "key1",
+				KeyHash: "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b", UserID: fmt.Sprint("user", i%10), TeamID: "team1",
+				Model: "gpt", PromptTokens: 12, CompletionTokens: 8, TotalTokens: 20, Spend: 2.8e-5, StartTime: now, EndTime: now,
+				Status: "success", Tags: []string{"prod"}, Metadata: meta}
+		}
+		must(b, s.InsertSpendLogs(ctx, rows))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/row")
 }
