@@ -11,12 +11,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/toolgate/toolgate/internal/loadtest"
 	"github.com/toolgate/toolgate/llm"
 	"github.com/toolgate/toolgate/llm/budget"
 	"github.com/toolgate/toolgate/llm/budget/budgettest"
@@ -24,17 +24,9 @@ import (
 	"github.com/toolgate/toolgate/store/postgres"
 )
 
-const benchAnswer = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there, this is a short answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}`
-
-var benchBody = []byte(`{"model":"gpt","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in five words please."}],"max_tokens":64,"temperature":0.2}`)
-
 // benchProvider is a minimal OpenAI-compatible upstream.
 func benchProvider(tb testing.TB) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, benchAnswer)
-	}))
+	srv := httptest.NewServer(loadtest.Provider())
 	tb.Cleanup(srv.Close)
 	return srv
 }
@@ -69,21 +61,9 @@ func benchGatewayOn(tb testing.TB, db benchStore, upstream string, limited bool)
 	return h
 }
 
-func benchClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 512
-	return &http.Client{Transport: t}
-}
-
 func postOnce(tb testing.TB, c *http.Client, url string) {
-	resp, err := c.Post(url, "application/json", bytes.NewReader(benchBody))
-	if err != nil {
+	if err := loadtest.Post(c, loadtest.Target{Name: url, URL: url}, loadtest.Body); err != nil {
 		tb.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		tb.Fatalf("status %d", resp.StatusCode)
 	}
 }
 
@@ -92,7 +72,7 @@ func postOnce(tb testing.TB, c *http.Client, url string) {
 func BenchmarkCompletion(b *testing.B) {
 	up := benchProvider(b)
 	h := benchGateway(b, up.URL, true)
-	c := benchClient()
+	c := loadtest.Client()
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
 			postOnce(b, c, up.URL+"/chat/completions")
@@ -245,108 +225,21 @@ func TestLoad(t *testing.T) {
 	if os.Getenv("TOOLGATE_LLM_LOAD") == "" {
 		t.Skip("set TOOLGATE_LLM_LOAD=1 to run the load test")
 	}
-	up := benchProvider(t)
-	c := benchClient()
-	names := []string{"direct", "budget", "no budget", "bare reverse proxy"}
-	targets := []string{up.URL + "/chat/completions",
-		benchGateway(t, up.URL, true).http.URL + "/v1/chat/completions",
-		benchGateway(t, up.URL, false).http.URL + "/v1/chat/completions",
-		reverseProxy(t, up.URL) + "/chat/completions"}
+	targets := func(upstream string) []loadtest.Target {
+		return []loadtest.Target{{Name: "direct", URL: upstream + "/chat/completions"},
+			{Name: "budget", URL: benchGateway(t, upstream, true).http.URL + "/v1/chat/completions"},
+			{Name: "no budget", URL: benchGateway(t, upstream, false).http.URL + "/v1/chat/completions"},
+			{Name: "bare reverse proxy", URL: reverseProxy(t, upstream) + "/chat/completions"}}
+	}
+	up := benchProvider(t).URL
+	ts := targets(up)
 	if pg := newPostgres(t); pg != nil {
-		names = append(names, "budget on Postgres")
-		targets = append(targets, benchGatewayOn(t, pg, up.URL, true).http.URL+"/v1/chat/completions")
+		ts = append(ts, loadtest.Target{Name: "budget on Postgres", URL: benchGatewayOn(t, pg, up, true).http.URL + "/v1/chat/completions"})
 	}
-	lat := make([][]time.Duration, len(targets))
-	for range 2 { // the second round wins: warm pools
-		for i, u := range targets {
-			var ds []time.Duration
-			for range 3000 {
-				s := time.Now()
-				postOnce(t, c, u)
-				ds = append(ds, time.Since(s))
-			}
-			lat[i] = ds
-		}
-	}
-	pct := func(ds []time.Duration, p float64) time.Duration {
-		s := append([]time.Duration(nil), ds...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[int(float64(len(s)-1)*p)]
-	}
-	d50, d99 := pct(lat[0], .5), pct(lat[0], .99)
-	t.Logf("1 client: direct p50 %v p99 %v", d50, d99)
-	for i := 1; i < len(targets); i++ {
-		g50, g99 := pct(lat[i], .5), pct(lat[i], .99)
-		t.Logf("1 client, %s: p50 %v p99 %v; added p50 %v p99 %v", names[i], g50, g99, g50-d50, g99-d99)
-	}
-	rates := func(clients int, do func(url string) error, urls []string) []float64 {
-		out := make([]float64, len(urls))
-		const rounds, round = 6, 500 * time.Millisecond
-		for range rounds {
-			for i, u := range urls {
-				var count atomic.Int64
-				var wg sync.WaitGroup
-				stop := time.Now().Add(round)
-				for range clients {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for time.Now().Before(stop) {
-							if err := do(u); err != nil {
-								t.Error(err)
-								return
-							}
-							count.Add(1)
-						}
-					}()
-				}
-				wg.Wait()
-				out[i] += float64(count.Load()) / (rounds * round.Seconds())
-			}
-		}
-		return out
-	}
-	post := func(body []byte) func(string) error {
-		return func(u string) error {
-			resp, err := c.Post(u, "application/json", bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("%s: status %d", u, resp.StatusCode)
-			}
-			return nil
-		}
-	}
-	report := func(what, unit string, r []float64) {
-		line := fmt.Sprintf("%s: direct %.0f %s", what, r[0], unit)
-		for i := 1; i < len(r); i++ {
-			line += fmt.Sprintf("; %s %.0f %s (%.0f%%)", names[i], r[i], unit, 100*r[i]/r[0])
-		}
-		t.Log(line)
-	}
-	for _, n := range []int{16, 64} {
-		report(fmt.Sprintf("%d clients", n), "req/s", rates(n, post(benchBody), targets))
-	}
-	// Streaming: 10 chunks per answer, 16 clients.
-	sp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := range 10 {
-			fmt.Fprintf(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word%d \"},\"finish_reason\":null}]}\n\n", i)
-			w.(http.Flusher).Flush()
-		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
-	}))
+	sp := httptest.NewServer(loadtest.StreamingProvider())
 	defer sp.Close()
-	streamBody := bytes.Replace(benchBody, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
-	stargets := []string{sp.URL + "/chat/completions",
-		benchGateway(t, sp.URL, true).http.URL + "/v1/chat/completions",
-		benchGateway(t, sp.URL, false).http.URL + "/v1/chat/completions",
-		reverseProxy(t, sp.URL) + "/chat/completions"}
-	report("streaming, 16 clients", "streams/s", rates(16, post(streamBody), stargets))
+	streamBody := bytes.Replace(loadtest.Body, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
+	loadtest.Run(t, loadtest.Body, ts, streamBody, targets(sp.URL))
 }
 
 // reverseProxy is the floor the issue compares against: httputil.ReverseProxy with the
@@ -358,7 +251,7 @@ func reverseProxy(tb testing.TB, upstream string) string {
 		tb.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = benchClient().Transport
+	rp.Transport = loadtest.Client().Transport
 	rp.FlushInterval = -1
 	srv := httptest.NewServer(rp)
 	tb.Cleanup(srv.Close)
@@ -381,7 +274,7 @@ func BenchmarkHandler(b *testing.B) {
 	client := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
-			Body: io.NopCloser(bytes.NewReader([]byte(benchAnswer))), Request: r}, nil
+			Body: io.NopCloser(bytes.NewReader([]byte(loadtest.Answer))), Request: r}, nil
 	})}
 	srv, err := llm.New(llm.Config{Models: []llm.ModelConfig{model("gpt", "http://provider.invalid", nil)}, Budget: m, SpendLog: sl, HTTPClient: client})
 	if err != nil {
@@ -391,7 +284,7 @@ func BenchmarkHandler(b *testing.B) {
 		Limits: []budget.Rule{{Scope: store.BudgetKey, ID: "k", RPM: 1 << 40}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(benchBody))
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(loadtest.Body))
 		req = req.WithContext(llm.WithCaller(req.Context(), c))
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, req)
