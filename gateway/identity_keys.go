@@ -478,6 +478,11 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	if err := mayReadKey(p, k); err != nil {
 		return err
 	}
+	if s.settleSpend(r.Context(), store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}) {
+		if k, err = s.store.Key(r.Context(), k.ID); err != nil {
+			return err
+		}
+	}
 	if ref == "" {
 		ref = k.ID
 	}

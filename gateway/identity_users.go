@@ -245,6 +245,13 @@ func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) error {
 	if !canReadAll(p) && id != actorUserID(p) {
 		return permDenied("you may read only your own user")
 	}
+	refs := []store.BudgetRef{{Scope: store.BudgetUser, ID: id}}
+	if owned, err := s.store.Keys(r.Context(), store.KeyFilter{UserID: id}); err == nil {
+		for _, k := range owned {
+			refs = append(refs, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID})
+		}
+	}
+	s.settleSpend(r.Context(), refs...)
 	u, err := s.store.User(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return idNotFound("user_id", "user %q not found", id)
@@ -588,6 +595,11 @@ func (s *Server) teamInfo(w http.ResponseWriter, r *http.Request) error {
 		}
 		if role == "" && (p.Key == nil || p.Key.TeamID != id) {
 			return permDenied("you may read only teams you belong to")
+		}
+	}
+	if s.settleSpend(r.Context(), store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}) {
+		if t, err = s.findTeam(r.Context(), id); err != nil {
+			return err
 		}
 	}
 	members, err := s.store.TeamMembers(r.Context(), id)

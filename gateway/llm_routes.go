@@ -261,6 +261,28 @@ func metadataTags(md map[string]any) []string {
 	return out
 }
 
+// settleWait bounds how long an info route waits for this replica's budget leases to
+// settle before it reads spend.
+const settleWait = 250 * time.Millisecond
+
+// settleSpend makes this replica's budget leases on refs reach the store, so that an info
+// route reading spend next shows the calls this replica has finished (other replicas'
+// leases settle within proxy_batch_write_at). It reports whether there was anything to
+// settle.
+func (s *Server) settleSpend(ctx context.Context, refs ...store.BudgetRef) bool {
+	v, ok := llmRuntimes.Load(s)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleWait)
+	defer cancel()
+	settled, err := v.(*llmRuntime).budget.FlushBudgets(ctx, refs)
+	if err != nil {
+		s.log.Debug("info route read spend before its leases settled", "err", err)
+	}
+	return settled
+}
+
 // toolBudget charges MCP tool calls to the caller's budgets at the server's
 // mcp_server_cost_info, through the same reserve/commit path as LLM calls, and logs them.
 type toolBudget struct {

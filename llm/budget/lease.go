@@ -296,3 +296,19 @@ func (m *Manager) Flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// FlushBudgets closes this replica's leases on any of refs and waits, until ctx ends, for
+// them to settle, so that a read of those budgets that follows sees the spend of every call
+// this replica has finished on them. It reports whether there was any such lease. Calls
+// still running on a closed lease delay its settlement until they end.
+func (m *Manager) FlushBudgets(ctx context.Context, refs []store.BudgetRef) (bool, error) {
+	pending := m.closeSharing(refs)
+	for _, l := range pending {
+		select {
+		case <-l.settled:
+		case <-ctx.Done():
+			return true, fmt.Errorf("flush budget leases: %w", ctx.Err())
+		}
+	}
+	return len(pending) > 0, nil
+}
