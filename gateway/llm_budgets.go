@@ -46,7 +46,9 @@ func (s *Server) budgetRoutes(mux *http.ServeMux) {
 			if id == "" {
 				return badRequest(k.idField, "%s is required", k.idField)
 			}
-			b, err := s.store.Budget(r.Context(), store.BudgetRef{Scope: k.scope, ID: id})
+			ref := store.BudgetRef{Scope: k.scope, ID: id}
+			s.settleSpend(r.Context(), ref)
+			b, err := s.store.Budget(r.Context(), ref)
 			if err != nil {
 				return err
 			}
