@@ -14,9 +14,10 @@ import (
 // the store as one ordinary reservation, so every replica sees it), admits calls against it
 // in memory, and settles the lease with the calls' summed spend when it closes. Every
 // admission is still covered by budget held in the store, so no replica can admit past a
-// max budget; what changes is when spend shows in the store (when the lease settles, at
-// most LeaseFor after its last call ends) and that a replica that dies loses its open
-// leases' spend (their reservation is released by the sweeper after ReservationTTL).
+// max budget; what changes is when spend shows in the store (when the lease settles: once
+// it is LeaseFor old or full and its last call has ended, or on FlushBudgets) and that a
+// replica that dies loses its open leases' spend (their reservation is released by the
+// sweeper after ReservationTTL).
 //
 // A lease never pins the rest of a budget: it takes at most 1/leaseShare of the headroom
 // its tightest budget has left, and at most leaseCalls calls' worth. Near the limit, when
