@@ -520,6 +520,40 @@ func TestLeasesKeepTheStoreOffTheRequestPath(t *testing.T) {
 	}
 }
 
+// TestUnlimitedLeaseHoldsNothing: calls whose budgets have no max budget are admitted
+// without any reservation in the store, and their spend is all there once the lease
+// settles.
+func TestUnlimitedLeaseHoldsNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			refs := []store.BudgetRef{{Scope: store.BudgetKey, ID: "open-" + b.name}, {Scope: store.BudgetEndUser, ID: "eu-" + b.name}}
+			cs := &countingStore{Store: b.st}
+			m := newManagerWith(t, budget.Config{Store: cs, LeaseFor: time.Hour})
+			for range 100 {
+				r, err := m.Reserve(ctx, refs, 0.5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Commit(ctx, 0.25); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := cs.reserves.Load(); n != 0 {
+				t.Errorf("100 calls with no max budget made %d reservations in the store, want 0", n)
+			}
+			if settled, err := m.FlushBudgets(ctx, refs[1:]); err != nil || !settled {
+				t.Fatalf("FlushBudgets: %v %v, want a lease settled", settled, err)
+			}
+			for ref, sr := range budgetsOf(t, b.st, refs) {
+				if sr[0] != 25 || sr[1] != 0 {
+					t.Errorf("%s: spend %v reserved %v, want 25 and 0", ref.Scope, sr[0], sr[1])
+				}
+			}
+		})
+	}
+}
+
 // TestLeasesAcrossReplicas: two managers with leases on one store (two gateway replicas)
 // never admit more than the budget fits, and the store ends with exactly the spend of the
 // calls they admitted.

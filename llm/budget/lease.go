@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/toolgate/toolgate/store"
@@ -36,7 +37,7 @@ type lease struct {
 	id      string // the store reservation holding size
 	key     string // refsKey(refs)
 	refs    []store.BudgetRef
-	size    float64
+	size    float64 // +Inf when no budget of refs has a max budget: nothing is held then
 	holding float64 // amounts of admitted calls that have not settled
 	spent   float64 // actual spend of calls that have settled
 	calls   int     // admitted calls that have not settled
@@ -45,6 +46,9 @@ type lease struct {
 }
 
 func (l *lease) room() float64 { return l.size - l.holding - l.spent }
+
+// held reports whether the lease holds budget in the store.
+func (l *lease) held() bool { return !math.IsInf(l.size, 1) }
 
 // reserveLeased admits r against its chain's open lease, taking a new lease when the open
 // one has no room, or reserves r alone when a lease is not worth it.
@@ -113,17 +117,22 @@ func (m *Manager) takeLease(ctx context.Context, key string, refs []store.Budget
 	if err != nil {
 		return nil, fmt.Errorf("read budgets: %w", err)
 	}
-	size := amount * leaseCalls
+	l := &lease{id: NewID(), key: key, refs: refs, size: math.Inf(1), settled: make(chan struct{})}
+	if !anyLimit(bs) {
+		// Nothing can be refused, so nothing is held: the lease only sums spend. A max
+		// budget set meanwhile applies from the next lease on.
+		return l, nil
+	}
+	l.size = amount * leaseCalls
 	for _, b := range bs {
 		if b.MaxBudget != nil {
-			size = min(size, (*b.MaxBudget-b.Spend-b.Reserved)/leaseShare)
+			l.size = min(l.size, (*b.MaxBudget-b.Spend-b.Reserved)/leaseShare)
 		}
 	}
-	if size < 2*amount {
+	if l.size < 2*amount {
 		return nil, nil
 	}
-	l := &lease{id: NewID(), key: key, refs: refs, size: size, settled: make(chan struct{})}
-	err = m.st.Reserve(ctx, l.id, refs, size, m.now().Add(m.cfg.ReservationTTL))
+	err = m.st.Reserve(ctx, l.id, refs, l.size, m.now().Add(m.cfg.ReservationTTL))
 	var be *store.BudgetExceededError
 	if errors.As(err, &be) {
 		return nil, nil // spent or leased elsewhere since the read: reserve alone
@@ -150,6 +159,9 @@ func (m *Manager) reserveAlone(ctx context.Context, r *Reservation) error {
 	wctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseFor)
 	defer cancel()
 	for _, l := range pending {
+		if !l.held() {
+			continue // holds nothing that could make room
+		}
 		select {
 		case <-l.settled:
 		case <-wctx.Done():
@@ -259,11 +271,13 @@ func (m *Manager) settleLater(l *lease) {
 func (m *Manager) settle(l *lease) {
 	ctx := context.Background()
 	var err error
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
-		if err = m.st.Settle(ctx, l.id, l.refs, l.spent); err == nil || wait > 30*time.Second {
-			break
+	if l.held() || l.spent > 0 { // else there is nothing to write
+		for wait := 50 * time.Millisecond; ; wait *= 2 {
+			if err = m.st.Settle(ctx, l.id, l.refs, l.spent); err == nil || wait > 30*time.Second {
+				break
+			}
+			time.Sleep(wait)
 		}
-		time.Sleep(wait)
 	}
 	if err != nil {
 		m.log.Error("settle budget lease: spend not recorded", "spend", l.spent, "err", err)
