@@ -129,11 +129,12 @@ type Manager struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
-	lmu      sync.Mutex
-	open     map[string]*lease        // chain -> the lease taking its calls
-	taking   map[string]chan struct{} // chain -> closed when a lease being taken is ready
-	all      map[*lease]struct{}      // leases not yet settled
-	settling sync.WaitGroup
+	lmu       sync.Mutex
+	open      map[string]*lease        // chain -> the lease taking its calls
+	taking    map[string]chan struct{} // chain -> closed when a lease being taken is ready
+	all       map[*lease]struct{}      // leases not yet settled
+	nextCalls map[string]int           // chain -> calls' worth its next lease holds
+	settling  sync.WaitGroup
 }
 
 // New validates cfg and returns a Manager. It does no I/O; call Start to run the background
@@ -155,7 +156,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Holder = NewID()
 	}
 	m := &Manager{cfg: cfg, st: cfg.Store, log: cfg.Logger, now: cfg.Now, client: cfg.HTTPClient, alerted: map[string]bool{},
-		open: map[string]*lease{}, taking: map[string]chan struct{}{}, all: map[*lease]struct{}{}}
+		open: map[string]*lease{}, taking: map[string]chan struct{}{}, all: map[*lease]struct{}{}, nextCalls: map[string]int{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}

@@ -466,8 +466,9 @@ func (s *countingStore) Reserve(ctx context.Context, id string, refs []store.Bud
 }
 
 // TestLeasesKeepTheStoreOffTheRequestPath: with leases, a thousand calls reach the store
-// as a handful of reservations, a lease holds at most 1/8 of the headroom left, and the
-// spend of every call is in the store once the leases settle.
+// as a handful of reservations; a chain's first lease holds 8 calls' worth and later ones
+// grow, but no lease holds more than 1/8 of the headroom left; the spend of every call is
+// in the store once the leases settle.
 func TestLeasesKeepTheStoreOffTheRequestPath(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -481,8 +482,20 @@ func TestLeasesKeepTheStoreOffTheRequestPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := budgetsOf(t, b.st, []store.BudgetRef{key})[key][1]; got != 100 {
-				t.Errorf("lease on 800 of headroom: reserved %v, want 100 (1/8)", got)
+			if got := budgetsOf(t, b.st, []store.BudgetRef{key})[key][1]; got != 8 {
+				t.Errorf("first lease for calls of 1: reserved %v, want 8", got)
+			}
+			big := store.BudgetRef{Scope: store.BudgetKey, ID: "big-" + b.name}
+			b.setLimit(t, big, 800)
+			rb, err := m.Reserve(ctx, []store.BudgetRef{big}, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := budgetsOf(t, b.st, []store.BudgetRef{big})[big][1]; got != 100 {
+				t.Errorf("first lease for calls of 50 on 800 of headroom: reserved %v, want 100 (1/8, not 8 x 50)", got)
+			}
+			if err := rb.Release(ctx); err != nil {
+				t.Fatal(err)
 			}
 			if err := r.Commit(ctx, 0.5); err != nil {
 				t.Fatal(err)
@@ -505,8 +518,8 @@ func TestLeasesKeepTheStoreOffTheRequestPath(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if n := cs.reserves.Load(); n > 10 {
-				t.Errorf("1001 calls made %d reservations in the store, want a few leases", n)
+			if n := cs.reserves.Load(); n > 12 {
+				t.Errorf("1002 calls made %d reservations in the store, want a few leases", n)
 			}
 			if err := m.Flush(ctx); err != nil {
 				t.Fatal(err)

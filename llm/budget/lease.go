@@ -21,7 +21,9 @@ import (
 // sweeper after ReservationTTL).
 //
 // A lease never pins the rest of a budget: it takes at most 1/leaseShare of the headroom
-// its tightest budget has left, and at most leaseCalls calls' worth. Near the limit, when
+// its tightest budget has left, and at most a number of calls' worth that starts at
+// firstLeaseCalls for a chain and doubles, up to maxLeaseCalls, while the chain's leases
+// are used (so that a chain seen once, such as a new end user, pins little). Near the limit, when
 // a lease would not hold two calls, calls are reserved one by one as without leases, and a
 // refused call first waits for this replica's closed leases to give their unused part back
 // and tries once more, so one replica admits exactly what fits.
@@ -29,8 +31,13 @@ import (
 // leaseShare is the largest fraction (1/leaseShare) of a budget's headroom one lease takes.
 const leaseShare = 8
 
-// leaseCalls caps a lease at this many calls of the size that asked for it.
-const leaseCalls = 512
+// A chain's first lease holds firstLeaseCalls calls of the size that asked for it; each
+// next one holds twice as many calls as the previous lease admitted, between
+// firstLeaseCalls and maxLeaseCalls.
+const (
+	firstLeaseCalls = 8
+	maxLeaseCalls   = 512
+)
 
 // lease is budget held in the store for one chain of refs, shared by calls in memory.
 type lease struct {
@@ -41,6 +48,7 @@ type lease struct {
 	holding float64 // amounts of admitted calls that have not settled
 	spent   float64 // actual spend of calls that have settled
 	calls   int     // admitted calls that have not settled
+	taken   int     // calls admitted in all
 	closed  bool    // takes no more calls; settles when calls reaches 0
 	settled chan struct{}
 }
@@ -75,9 +83,10 @@ func (m *Manager) reserveLeased(ctx context.Context, r *Reservation, key string)
 		}
 		done := make(chan struct{})
 		m.taking[key] = done
+		calls := m.nextCalls[key]
 		m.lmu.Unlock()
 
-		l, err := m.takeLease(ctx, key, r.Refs, r.Amount)
+		l, err := m.takeLease(ctx, key, r.Refs, r.Amount, max(calls, firstLeaseCalls))
 
 		m.lmu.Lock()
 		delete(m.taking, key)
@@ -107,12 +116,13 @@ const epsilon = 1e-9
 func (m *Manager) admitLocked(l *lease, r *Reservation) {
 	l.holding += r.Amount
 	l.calls++
+	l.taken++
 	r.lease, r.Held = l, true
 }
 
-// takeLease reserves a lease for refs sized for calls of amount, or returns nil, nil when
-// the headroom left is too small for a lease to hold two such calls.
-func (m *Manager) takeLease(ctx context.Context, key string, refs []store.BudgetRef, amount float64) (*lease, error) {
+// takeLease reserves a lease for refs sized for calls calls of amount, or returns nil, nil
+// when the headroom left is too small for a lease to hold two such calls.
+func (m *Manager) takeLease(ctx context.Context, key string, refs []store.BudgetRef, amount float64, calls int) (*lease, error) {
 	bs, err := m.st.Budgets(ctx, refs)
 	if err != nil {
 		return nil, fmt.Errorf("read budgets: %w", err)
@@ -123,7 +133,7 @@ func (m *Manager) takeLease(ctx context.Context, key string, refs []store.Budget
 		// budget set meanwhile applies from the next lease on.
 		return l, nil
 	}
-	l.size = amount * leaseCalls
+	l.size = amount * float64(calls)
 	for _, b := range bs {
 		if b.MaxBudget != nil {
 			l.size = min(l.size, (*b.MaxBudget-b.Spend-b.Reserved)/leaseShare)
@@ -251,6 +261,10 @@ func (m *Manager) closeLocked(l *lease) {
 	if m.open[l.key] == l {
 		delete(m.open, l.key)
 	}
+	if len(m.nextCalls) >= maxLimited {
+		clear(m.nextCalls) // many distinct chains (end users, tags): start over
+	}
+	m.nextCalls[l.key] = min(2*l.taken, maxLeaseCalls)
 	if l.calls == 0 {
 		m.settleLater(l)
 	}
