@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -654,5 +655,54 @@ func TestCloseSettlesLeaseAfterItsLastCall(t *testing.T) {
 	}
 	if sr := budgetsOf(t, b.st, []store.BudgetRef{key})[key]; sr[0] != 0.75 || sr[1] != 0 {
 		t.Errorf("after close: spend %v reserved %v, want 0.75 and 0", sr[0], sr[1])
+	}
+}
+
+// TestLeasesManyChainsExact: calls on one key from many end users (a chain each, so a
+// lease each) still admit exactly what the key's budget fits on one replica: a refused
+// call waits for the other chains' leases to give back their unused part.
+func TestLeasesManyChainsExact(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			const total, fits, cost = 120, 50, 0.5
+			ctx := context.Background()
+			key := store.BudgetRef{Scope: store.BudgetKey, ID: "chains-" + b.name}
+			b.setLimit(t, key, fits*cost)
+			m := newManagerWith(t, budget.Config{Store: b.st, LeaseFor: time.Hour})
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range total {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					refs := []store.BudgetRef{key, {Scope: store.BudgetEndUser, ID: fmt.Sprint("user-", i%40)}}
+					r, err := m.Reserve(ctx, refs, cost)
+					if isExceeded(err) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					admitted.Add(1)
+					if err := r.Commit(ctx, cost); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if err := m.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := admitted.Load(); got != fits {
+				t.Errorf("admitted %d of %d calls from 40 end users on a key that fits %d", got, total, fits)
+			}
+			if sr := budgetsOf(t, b.st, []store.BudgetRef{key})[key]; sr[0] != fits*cost || sr[1] > 1e-9 {
+				t.Errorf("key: spend %v reserved %v, want %v and 0", sr[0], sr[1], fits*cost)
+			}
+		})
 	}
 }
