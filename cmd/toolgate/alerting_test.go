@@ -59,22 +59,7 @@ model_list:
 	m := mustRunMain(t, cfg)
 	base := "http://" + m.Addr
 
-	req, _ := http.NewRequest(http.MethodPost, base+"/key/generate", strings.NewReader(`{"key_alias":"alerted","soft_budget":0.05,"max_budget":10}`))
-	req.Header.Set("Authorization", "Bearer sk-admin-alerts")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gen struct {
-		Key   string `json:"key"`
-		KeyID string `json:"token"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || json.Unmarshal(b, &gen) != nil || gen.Key == "" {
-		t.Fatalf("/key/generate: %d %s", resp.StatusCode, b)
-	}
+	gen := generateKey(t, base, "sk-admin-alerts", `{"key_alias":"alerted","soft_budget":0.05,"max_budget":10}`)
 	select {
 	case a := <-alerts:
 		t.Fatalf("alert before any spend: %v", a)

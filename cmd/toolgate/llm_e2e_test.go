@@ -239,22 +239,7 @@ mcp_servers:
 	base := "http://" + m.Addr
 
 	// The admin makes a virtual key with a $1 budget.
-	req, _ := http.NewRequest(http.MethodPost, base+"/key/generate", strings.NewReader(`{"key_alias":"agent","max_budget":1.0,"object_permission":{"mcp_servers":["search"]}}`))
-	req.Header.Set("Authorization", "Bearer sk-admin-e2e")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gen struct {
-		Key   string `json:"key"`
-		KeyID string `json:"token"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || json.Unmarshal(b, &gen) != nil || gen.Key == "" {
-		t.Fatalf("/key/generate: %d %s", resp.StatusCode, b)
-	}
+	gen := generateKey(t, base, "sk-admin-e2e", `{"key_alias":"agent","max_budget":1.0,"object_permission":{"mcp_servers":["search"]}}`)
 	key := gen.Key
 
 	// The key sees the model on /v1/models (client.models.list()).
@@ -370,10 +355,10 @@ mcp_servers:
 	if msg := callToolRefused(t, mc, "search-hello"); !strings.Contains(msg, "Budget has been exceeded") || !strings.Contains(msg, "Key=") {
 		t.Errorf("tool call over budget: %q", msg)
 	}
-	req, _ = http.NewRequest(http.MethodPost, base+"/mcp-rest/tools/call", strings.NewReader(`{"name":"search-hello","arguments":{}}`))
+	req, _ := http.NewRequest(http.MethodPost, base+"/mcp-rest/tools/call", strings.NewReader(`{"name":"search-hello","arguments":{}}`))
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

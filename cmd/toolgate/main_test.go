@@ -259,39 +259,17 @@ func TestMainOnPostgres(t *testing.T) {
 
 // TestRunSignals runs the real command loop: SIGHUP reloads, SIGTERM shuts down with exit 0.
 func TestRunSignals(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(file, []byte("mcp_servers: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e := env(map[string]string{"TOOLGATE_MASTER_KEY": "sk-signal-test", "DATABASE_URL": "sqlite:" + filepath.Join(dir, "t.db")})
-	stderr := &lockedBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- run([]string{"serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--config", file}, e, io.Discard, stderr)
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get(base + "/health/liveliness"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never served; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	_, stderr, code := serveInBackground(t, file, e)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), "config reloaded") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no reload after SIGHUP; stderr:\n%s", stderr.String())
@@ -312,6 +290,35 @@ func TestRunSignals(t *testing.T) {
 }
 
 // lockedBuffer is a strings.Builder safe for concurrent use.
+// serveInBackground runs the real command loop (`toolgate serve --config file`) on a free
+// port until it serves, and returns its base URL, its stderr and where its exit code goes.
+func serveInBackground(t testing.TB, file string, e func(string) string) (base string, stderr *lockedBuffer, code <-chan int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	stderr = &lockedBuffer{}
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run([]string{"serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--config", file}, e, io.Discard, stderr)
+	}()
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := http.Get(base + "/health/liveliness"); err == nil {
+			resp.Body.Close()
+			return base, stderr, exit
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never served; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +63,21 @@ func post(t testing.TB, url, key, body string) (int, map[string]any) {
 	return resp.StatusCode, m
 }
 
+// generatedKey is a /key/generate answer: the secret and the key's ID.
+type generatedKey struct{ Key, KeyID string }
+
+// generateKey makes a virtual key through base's /key/generate with the admin key.
+func generateKey(t testing.TB, base, admin, body string) generatedKey {
+	t.Helper()
+	status, k := post(t, base+"/key/generate", admin, body)
+	key, _ := k["key"].(string)
+	id, _ := k["token"].(string)
+	if status != 200 || key == "" || id == "" {
+		t.Fatalf("/key/generate: %d %v", status, k)
+	}
+	return generatedKey{Key: key, KeyID: id}
+}
+
 // mcpClient connects to url with key, keeping the GET stream open as 2025-era clients do.
 func mcpClient(t testing.TB, url, key string) *client.Client {
 	t.Helper()
@@ -114,6 +127,36 @@ func callWork(c *client.Client) <-chan error {
 }
 
 // openDB opens the SQLite file a stopped toolgate left behind.
+// waitListed waits until c lists a tool: the upstream may still be connecting.
+func waitListed(t testing.TB, c *client.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+		cancel()
+		if err == nil && len(res.Tools) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slow-work never listed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startWork starts the blocking tool call and waits until it has reached the upstream.
+func startWork(t testing.TB, c *client.Client, started <-chan struct{}) <-chan error {
+	t.Helper()
+	result := callWork(c)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tool call never reached the upstream")
+	}
+	return result
+}
+
 func openDB(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.New(path)
@@ -152,29 +195,7 @@ mcp_servers:
 	if err := os.WriteFile(file, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	stderr := &lockedBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- run([]string{"serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--config", file}, env(nil), io.Discard, stderr)
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get(base + "/health/liveliness"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never served; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base, stderr, code := serveInBackground(t, file, env(nil))
 
 	status, k := post(t, base+"/key/generate", "sk-sigterm-test", `{"key_alias":"sigterm","max_budget":10}`)
 	if status != 200 {
@@ -182,31 +203,12 @@ mcp_servers:
 	}
 	key := k["key"].(string)
 	c := mcpClient(t, base+"/mcp", key)
-	// The upstream may still be connecting: wait until the tool is listed.
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-		cancel()
-		if err == nil && len(res.Tools) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slow-work never listed: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	result := callWork(c)
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the tool call never reached the upstream")
-	}
+	waitListed(t, c)
+	result := startWork(t, c, started)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), "shutting down") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no shutdown after SIGTERM; stderr:\n%s", stderr.String())
@@ -228,16 +230,7 @@ mcp_servers:
 
 	db := openDB(t, dbPath)
 	ctx := context.Background()
-	rows, err := db.SpendLogs(ctx, store.SpendFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tool []*store.SpendLog
-	for _, r := range rows {
-		if r.CallType == store.CallMCPTool {
-			tool = append(tool, r)
-		}
-	}
+	tool := toolSpendRows(t, db)
 	if len(tool) != 1 || tool[0].Spend != 0.25 || tool[0].Status != "success" || tool[0].MCPServer != "slow" || tool[0].MCPTool != "work" {
 		t.Fatalf("tool-call spend rows after SIGTERM: %s", spendRows(tool))
 	}
@@ -284,25 +277,8 @@ func TestShutdownGraceOverRecordsCutCall(t *testing.T) {
 		t.Fatalf("key/generate: %d %v", status, k)
 	}
 	c := mcpClient(t, base+"/mcp", k["key"].(string))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-		cancel()
-		if err == nil && len(res.Tools) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slow-work never listed: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	result := callWork(c)
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the tool call never reached the upstream")
-	}
+	waitListed(t, c)
+	result := startWork(t, c, started)
 	if err := m.Close(); err != nil {
 		t.Logf("close: %v", err)
 	}
@@ -311,16 +287,7 @@ func TestShutdownGraceOverRecordsCutCall(t *testing.T) {
 	}
 	db := openDB(t, dbPath)
 	ctx := context.Background()
-	rows, err := db.SpendLogs(ctx, store.SpendFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tool []*store.SpendLog
-	for _, r := range rows {
-		if r.CallType == store.CallMCPTool {
-			tool = append(tool, r)
-		}
-	}
+	tool := toolSpendRows(t, db)
 	if len(tool) != 1 || tool[0].Status != "failure" || tool[0].Spend != 0 {
 		t.Fatalf("tool-call spend rows after a cut call: %s", spendRows(tool))
 	}
@@ -331,6 +298,22 @@ func TestShutdownGraceOverRecordsCutCall(t *testing.T) {
 	if b.Spend != 0 || b.Reserved != 0 {
 		t.Errorf("key budget after a cut call: spend %v reserved %v, want 0 and 0", b.Spend, b.Reserved)
 	}
+}
+
+// toolSpendRows returns db's spend log rows of MCP tool calls.
+func toolSpendRows(t testing.TB, db *sqlite.DB) []*store.SpendLog {
+	t.Helper()
+	rows, err := db.SpendLogs(context.Background(), store.SpendFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tool []*store.SpendLog
+	for _, r := range rows {
+		if r.CallType == store.CallMCPTool {
+			tool = append(tool, r)
+		}
+	}
+	return tool
 }
 
 func spendRows(rows []*store.SpendLog) string {
