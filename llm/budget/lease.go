@@ -166,19 +166,30 @@ func (m *Manager) reserveAlone(ctx context.Context, r *Reservation) error {
 	if len(pending) == 0 {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseFor)
-	defer cancel()
+	held := pending[:0]
 	for _, l := range pending {
-		if !l.held() {
-			continue // holds nothing that could make room
-		}
-		select {
-		case <-l.settled:
-		case <-wctx.Done():
-			return err
+		if l.held() { // a lease that holds nothing cannot make room
+			held = append(held, l)
 		}
 	}
+	wctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseFor)
+	defer cancel()
+	if waitSettled(wctx, held) != nil {
+		return err
+	}
 	return m.storeReserve(ctx, r)
+}
+
+// waitSettled waits until every lease in leases has settled, or ctx ends.
+func waitSettled(ctx context.Context, leases []*lease) error {
+	for _, l := range leases {
+		select {
+		case <-l.settled:
+		case <-ctx.Done():
+			return fmt.Errorf("flush budget leases: %w", ctx.Err())
+		}
+	}
+	return nil
 }
 
 // closeSharing closes the open leases that hold any of refs and returns every lease on
@@ -316,14 +327,7 @@ func (m *Manager) Flush(ctx context.Context) error {
 		pending = append(pending, l)
 	}
 	m.lmu.Unlock()
-	for _, l := range pending {
-		select {
-		case <-l.settled:
-		case <-ctx.Done():
-			return fmt.Errorf("flush budget leases: %w", ctx.Err())
-		}
-	}
-	return nil
+	return waitSettled(ctx, pending)
 }
 
 // FlushBudgets closes this replica's leases on any of refs and waits, until ctx ends, for
@@ -332,12 +336,5 @@ func (m *Manager) Flush(ctx context.Context) error {
 // still running on a closed lease delay its settlement until they end.
 func (m *Manager) FlushBudgets(ctx context.Context, refs []store.BudgetRef) (bool, error) {
 	pending := m.closeSharing(refs)
-	for _, l := range pending {
-		select {
-		case <-l.settled:
-		case <-ctx.Done():
-			return true, fmt.Errorf("flush budget leases: %w", ctx.Err())
-		}
-	}
-	return len(pending) > 0, nil
+	return len(pending) > 0, waitSettled(ctx, pending)
 }
