@@ -351,13 +351,11 @@ func (h *toolBudget) BeforeToolCall(ctx context.Context, server, tool string) (f
 		if err := res.Commit(context.WithoutCancel(ctx), spend); err != nil {
 			h.s.log.Error("commit tool-call budget", "server", server, "tool", tool, "err", err)
 		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
 		row := &store.SpendLog{RequestID: res.ID, CallType: store.CallMCPTool, KeyID: c.KeyID, KeyHash: c.KeyHash,
 			KeyAlias: c.KeyAlias, UserID: c.UserID, TeamID: c.TeamID, OrgID: c.OrgID, Model: server + "-" + tool,
 			MCPServer: server, MCPTool: tool, Spend: spend, StartTime: start, EndTime: h.s.now(), Status: status,
 			Tags: append([]string(nil), c.Tags...)}
-		if err := h.rt.spend.Write(wctx, row); err != nil {
+		if err := h.rt.spend.Write(context.WithoutCancel(ctx), row); err != nil { // waits at most MaxWait
 			h.s.log.Error("queue tool-call spend log", "err", err)
 		}
 	}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -74,21 +75,27 @@ func (s *Server) accessLog(r *http.Request, st *requestState, rw *statusWriter, 
 	nameSpan(r, route, st.id)
 	s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
 	s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
-	attrs := []any{
-		"request_id", st.id,
-		"method", r.Method,
-		"path", r.URL.Path,
-		"route", route,
-		"status", status,
-		"bytes", rw.bytes,
-		"duration_ms", float64(d.Microseconds()) / 1000,
-		"principal", st.principal.subject(),
-		"remote", r.RemoteAddr,
+	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
 	}
+	// Typed attributes (LogAttrs) rather than key-value pairs: no boxing of each value, on a
+	// line written for every request.
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("request_id", st.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Int64("bytes", rw.bytes),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("principal", st.principal.subject()),
+		slog.String("remote", r.RemoteAddr),
+	)
 	if id := traceID(r); id != "" {
-		attrs = append(attrs, "trace_id", id)
+		attrs = append(attrs, slog.String("trace_id", id))
 	}
-	s.log.InfoContext(r.Context(), "request", attrs...)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // requestState is what the outer middleware learns about a request from the inner layers.

@@ -37,7 +37,7 @@ func (p *anthropic) endpoint(d *Deployment) string {
 	return base + "/v1/messages"
 }
 
-func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error) {
+func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error) {
 	if kind != callChat {
 		return nil, &requestError{status: http.StatusBadRequest, param: "model", msg: fmt.Sprintf("model %s does not support %s", d.ModelName, kind)}
 	}
@@ -159,16 +159,16 @@ type anRequest struct {
 }
 
 // toAnthropic translates an OpenAI chat request body to a Messages API request.
-func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, error) {
-	r := &anRequest{Stream: stream, MaxTokens: anthropicDefaultMaxTokens, Temperature: body["temperature"], TopP: body["top_p"], TopK: body["top_k"]}
-	_ = json.Unmarshal(body["model"], &r.Model)
+func toAnthropic(body *reqBody, stream bool) (*anRequest, error) {
+	r := &anRequest{Stream: stream, MaxTokens: anthropicDefaultMaxTokens, Temperature: body.get("temperature"), TopP: body.get("top_p"), TopK: body.get("top_k")}
+	_ = json.Unmarshal(body.get("model"), &r.Model)
 	for _, k := range []string{"max_completion_tokens", "max_tokens"} {
 		var n int64
-		if json.Unmarshal(body[k], &n) == nil && n > 0 {
+		if json.Unmarshal(body.get(k), &n) == nil && n > 0 {
 			r.MaxTokens = n
 		}
 	}
-	if s := body["stop"]; len(s) > 0 {
+	if s := body.get("stop"); len(s) > 0 {
 		var one string
 		if json.Unmarshal(s, &one) == nil {
 			r.StopSequences = []string{one}
@@ -177,11 +177,11 @@ func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, erro
 		}
 	}
 	var user string
-	if json.Unmarshal(body["user"], &user) == nil && user != "" {
+	if json.Unmarshal(body.get("user"), &user) == nil && user != "" {
 		r.Metadata = map[string]any{"user_id": user}
 	}
 	var msgs []oaMessage
-	if err := json.Unmarshal(body["messages"], &msgs); err != nil {
+	if err := json.Unmarshal(body.get("messages"), &msgs); err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
 	var system []string
@@ -217,7 +217,7 @@ func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, erro
 		}
 	}
 	r.System = strings.Join(system, "\n")
-	if t := body["tools"]; len(t) > 0 {
+	if t := body.get("tools"); len(t) > 0 {
 		var tools []oaTool
 		if err := json.Unmarshal(t, &tools); err != nil {
 			return nil, fmt.Errorf("tools: %w", err)
@@ -230,7 +230,7 @@ func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, erro
 			r.Tools = append(r.Tools, anTool{Name: tl.Function.Name, Description: tl.Function.Description, InputSchema: schema})
 		}
 	}
-	if tc := body["tool_choice"]; len(tc) > 0 {
+	if tc := body.get("tool_choice"); len(tc) > 0 {
 		var s string
 		if json.Unmarshal(tc, &s) == nil {
 			switch s {
@@ -253,7 +253,7 @@ func toAnthropic(body map[string]json.RawMessage, stream bool) (*anRequest, erro
 		}
 	}
 	var parallel *bool
-	if json.Unmarshal(body["parallel_tool_calls"], &parallel) == nil && parallel != nil && !*parallel && len(r.Tools) > 0 {
+	if json.Unmarshal(body.get("parallel_tool_calls"), &parallel) == nil && parallel != nil && !*parallel && len(r.Tools) > 0 {
 		if r.ToolChoice == nil {
 			r.ToolChoice = map[string]any{"type": "auto"}
 		}
@@ -549,4 +549,8 @@ func (s *anthropicStream) usage() (Usage, bool) {
 
 func (s *anthropicStream) pending() bool { return s.sse.buffered() }
 
-func (s *anthropicStream) close() error { return s.body.Close() }
+func (s *anthropicStream) close() error {
+	err := s.body.Close()
+	s.sse.release()
+	return err
+}

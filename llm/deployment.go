@@ -82,6 +82,11 @@ type Deployment struct {
 
 	prov provider
 
+	// Computed once by Server.deployment, for the hot path (a copy made for client-side
+	// credentials leaves them nil and they are computed per call).
+	modelJSON json.RawMessage // Model as a JSON string
+	logMeta   [2][]byte       // spend log metadata for a call to ModelName, not streamed and streamed
+
 	inflight  atomic.Int64
 	latency   atomic.Int64 // EWMA of successful call latency, ns; 0: none yet
 	fails     atomic.Int64 // consecutive failures

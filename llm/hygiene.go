@@ -42,19 +42,33 @@ const maxHygieneDepth = 16
 // checkBody refuses a body carrying a banned parameter at its top level or anywhere inside
 // a nested container. It returns the path of the first offending field ("api_base",
 // "metadata.api_key"), or "" when the body is clean.
-func checkBody(body map[string]json.RawMessage) string {
-	for k, v := range body {
-		name := strings.ToLower(k)
-		if bannedParams[name] {
-			return k
+func checkBody(body *reqBody) string {
+	for _, f := range body.fields {
+		name := f.name
+		if hasUpper(name) {
+			name = bytes.ToLower(name)
 		}
-		if nestedContainers[name] {
-			if p := walkNested(v, k, 1); p != "" {
+		if bannedParams[string(name)] {
+			return string(f.name)
+		}
+		if nestedContainers[string(name)] {
+			if p := walkNested(f.val, string(f.name), 1); p != "" {
 				return p
 			}
 		}
 	}
 	return ""
+}
+
+// hasUpper reports whether lower-casing b could change it: it has an upper-case ASCII
+// letter or a non-ASCII byte.
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' || c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // walkNested walks a container value: an object (banned names refused at any depth), an

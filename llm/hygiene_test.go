@@ -18,10 +18,12 @@ func TestCheckBodyRefusesEveryBannedParam(t *testing.T) {
 			"extra_body":             `{"model":"m","extra_body":{"` + name + `":"x"}}`,
 			"upper case":             `{"model":"m","` + strings.ToUpper(name) + `":"x"}`,
 			"JSON string in nesting": `{"model":"m","metadata":{"inner":"{\"` + name + `\":2}"}}`,
+			"escaped name":           `{"model":"m","` + strings.ReplaceAll(name, "_", `\u005f`) + `":"x"}`,
+			"repeated name":          `{"model":"m","` + name + `":"x","` + name + `":null}`,
 		}
 		for what, body := range cases {
-			var m map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(body), &m); err != nil {
+			m, err := parseBody([]byte(body))
+			if err != nil {
 				t.Fatal(err)
 			}
 			if p := checkBody(m); p == "" || !strings.Contains(strings.ToLower(p), name) {
@@ -38,8 +40,8 @@ func TestCheckBodyAllowsOrdinaryBodies(t *testing.T) {
 		`{"model":"m","metadata":{"tags":["a"],"trace_id":"x"},"user":"u","max_tokens":5}`,
 		`{"model":"m","metadata":"not json"}`,
 	} {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(body), &m); err != nil {
+		m, err := parseBody([]byte(body))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if p := checkBody(m); p != "" {
@@ -50,8 +52,8 @@ func TestCheckBodyAllowsOrdinaryBodies(t *testing.T) {
 
 func TestCheckBodyDepthLimit(t *testing.T) {
 	body := `{"metadata":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(body), &m); err != nil {
+	m, err := parseBody([]byte(body))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if p := checkBody(m); p == "" {
@@ -69,7 +71,11 @@ func FuzzCheckBody(f *testing.F) {
 		if json.Unmarshal(data, &m) != nil {
 			return
 		}
-		p := checkBody(m)
+		body, err := parseBody(data)
+		if err != nil {
+			t.Fatalf("encoding/json reads %q but parseBody refuses it: %v", data, err)
+		}
+		p := checkBody(body)
 		// A refusal names a banned parameter (or a too-deep container); a top-level banned
 		// key is always refused.
 		for k := range m {

@@ -36,7 +36,15 @@ type openAI struct {
 }
 
 func (p *openAI) endpoint(d *Deployment, kind string) string {
-	path := map[string]string{callChat: "/chat/completions", callEmbeddings: "/embeddings", callImages: "/images/generations"}[kind]
+	var path string
+	switch kind {
+	case callChat:
+		path = "/chat/completions"
+	case callEmbeddings:
+		path = "/embeddings"
+	case callImages:
+		path = "/images/generations"
+	}
 	base := strings.TrimRight(d.APIBase, "/")
 	if d.Provider == "azure" {
 		v := d.APIVersion
@@ -57,8 +65,8 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 	return base + path
 }
 
-func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error) {
-	b := encodeBody(body)
+func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error) {
+	b := body.encode()
 	h := make(http.Header, 4)
 	if d.APIKey != "" {
 		if d.Provider == "azure" {
@@ -81,7 +89,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body map[st
 		return &result{stream: &openAIStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
+	out, err := readAll(resp)
 	if err != nil {
 		return nil, &UpstreamError{Err: err}
 	}
@@ -105,9 +113,10 @@ func usageOf(body []byte) Usage {
 	if i := bytes.LastIndex(body, []byte(`"usage"`)); i >= 0 {
 		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
 		if len(rest) > 0 && rest[0] == ':' {
-			var u Usage
-			if obj := leadingObject(rest[1:]); obj != nil && json.Unmarshal(obj, &u) == nil {
-				return u
+			if obj := leadingObject(rest[1:]); obj != nil {
+				if u, err := parseBody(obj); err == nil {
+					return usageFrom(u)
+				}
 			}
 		}
 	}
@@ -118,6 +127,15 @@ func usageOf(body []byte) Usage {
 		return *v.Usage
 	}
 	return Usage{}
+}
+
+// usageFrom reads an OpenAI usage object's token counts.
+func usageFrom(u *reqBody) Usage {
+	var out Usage
+	out.PromptTokens, _ = u.integer("prompt_tokens")
+	out.CompletionTokens, _ = u.integer("completion_tokens")
+	out.TotalTokens, _ = u.integer("total_tokens")
+	return out
 }
 
 // leadingObject returns the JSON object b starts with (after white space), or nil when b
@@ -145,29 +163,6 @@ func leadingObject(b []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// encodeBody writes a request body from already-validated raw values, without the
-// re-validation and compaction json.Marshal would do.
-func encodeBody(body map[string]json.RawMessage) []byte {
-	n := 2
-	for k, v := range body {
-		n += len(k) + len(v) + 4
-	}
-	b := make([]byte, 0, n)
-	b = append(b, '{')
-	first := true
-	for k, v := range body {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		q, _ := json.Marshal(k)
-		b = append(b, q...)
-		b = append(b, ':')
-		b = append(b, v...)
-	}
-	return append(b, '}')
 }
 
 // openAIStream passes OpenAI chunks through unchanged, noting usage when a chunk carries it
@@ -247,4 +242,8 @@ func (s *openAIStream) usage() (Usage, bool) {
 
 func (s *openAIStream) pending() bool { return s.sse.buffered() }
 
-func (s *openAIStream) close() error { return s.body.Close() }
+func (s *openAIStream) close() error {
+	err := s.body.Close()
+	s.sse.release()
+	return err
+}

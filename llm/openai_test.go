@@ -2,9 +2,10 @@ package llm
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 func TestUsageOf(t *testing.T) {
@@ -23,22 +24,6 @@ func TestUsageOf(t *testing.T) {
 		if got := usageOf([]byte(tc.body)); got != tc.want {
 			t.Errorf("usageOf(%s) = %+v, want %+v", tc.body, got, tc.want)
 		}
-	}
-}
-
-func TestEncodeBody(t *testing.T) {
-	in := `{"model":"m","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"max_tokens":5,"we\"ird":true}`
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(in), &m); err != nil {
-		t.Fatal(err)
-	}
-	var got, want map[string]any
-	if err := json.Unmarshal(encodeBody(m), &got); err != nil {
-		t.Fatalf("encodeBody made invalid JSON: %v", err)
-	}
-	_ = json.Unmarshal([]byte(in), &want)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
 
@@ -80,4 +65,28 @@ func FuzzUsageOf(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadAll(t *testing.T) {
+	body := func(s string, n int64) *http.Response {
+		return &http.Response{ContentLength: n, Body: io.NopCloser(strings.NewReader(s))}
+	}
+	for _, tc := range []struct {
+		s    string
+		n    int64
+		want string
+		err  bool
+	}{
+		{"hello", 5, "hello", false},
+		{"", 0, "", false},
+		{"hello", -1, "hello", false},
+		{"hello world", 5, "hello world", false}, // longer than announced: all of it
+		{"hel", 5, "", true},                     // shorter: an error, never a cut answer
+		{"", 5, "", true},
+	} {
+		got, err := readAll(body(tc.s, tc.n))
+		if (err != nil) != tc.err || string(got) != tc.want {
+			t.Errorf("readAll(%q, length %d) = %q, %v; want %q, error %v", tc.s, tc.n, got, err, tc.want, tc.err)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -34,7 +35,7 @@ type provider interface {
 	// do sends body (OpenAI wire format, model already set to the deployment's) and returns
 	// the answer translated to OpenAI's wire format. With stream, the result's stream is
 	// open and the body is nil. Errors from the vendor are *UpstreamError.
-	do(ctx context.Context, d *Deployment, kind string, body map[string]json.RawMessage, stream bool) (*result, error)
+	do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error)
 }
 
 // result is a provider's answer.
@@ -55,6 +56,7 @@ type chunkStream interface {
 	// pending reports whether more of the stream is already buffered, so the caller may
 	// write the next chunk before flushing.
 	pending() bool
+	// close closes the stream; data returned by next must not be used after.
 	close() error
 }
 
@@ -143,12 +145,52 @@ func post(ctx context.Context, client *http.Client, url string, header http.Head
 	return resp, nil
 }
 
+// readAll reads a response body whole, into one buffer of the announced length when there
+// is one (io.ReadAll would grow its buffer step by step).
+func readAll(resp *http.Response) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n >= 64<<20 {
+		return io.ReadAll(resp.Body)
+	}
+	b := make([]byte, n+1) // one byte over, to see the end without a second buffer
+	m, err := io.ReadFull(resp.Body, b)
+	switch {
+	case int64(m) == n && (err == io.ErrUnexpectedEOF || err == io.EOF):
+		return b[:m], nil // exactly as announced
+	case err == nil: // more than announced
+		rest, err := io.ReadAll(resp.Body)
+		return append(b, rest...), err
+	case err == io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	default:
+		return nil, err
+	}
+}
+
 // sseReader reads Server-Sent Events, returning each event's type and data.
 type sseReader struct {
 	r *bufio.Reader
 }
 
-func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 16<<10)} }
+// sseBuffers holds the 16 KiB read buffers of finished streams for the next ones: a
+// stream is short-lived, and a fresh buffer for each would be most of what it allocates.
+var sseBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+func newSSEReader(r io.Reader) *sseReader {
+	br := sseBuffers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &sseReader{r: br}
+}
+
+// release returns the reader's buffer to the pool. Data returned by event before must not
+// be used after, nor may event be called again.
+func (s *sseReader) release() {
+	if s.r != nil {
+		s.r.Reset(nil)
+		sseBuffers.Put(s.r)
+		s.r = nil
+	}
+}
 
 // event returns the next event with a data field. At the end of the stream it returns
 // io.EOF.

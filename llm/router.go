@@ -176,6 +176,12 @@ func (r *Router) candidates(model string) []string {
 // ones. It returns nil when all are cooling.
 func (r *Router) pick(ds []*Deployment, tried map[*Deployment]bool) *Deployment {
 	now := r.now()
+	if len(ds) == 1 { // the common case, without the bookkeeping below
+		if ds[0].cooling(now) {
+			return nil
+		}
+		return ds[0]
+	}
 	var fresh, seen []*Deployment
 	for _, d := range ds {
 		if d.cooling(now) {

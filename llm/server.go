@@ -25,7 +25,8 @@ type Sealer interface {
 }
 
 // SpendWriter queues spend log rows (a *budget.SpendLog satisfies it). Write must be safe
-// for concurrent use; it may block (back-pressure) and returns ctx.Err() if ctx ends first.
+// for concurrent use; it may block (back-pressure), for a bounded time, and returns
+// ctx.Err() if ctx ends first.
 type SpendWriter interface {
 	Write(ctx context.Context, l *store.SpendLog) error
 }
@@ -173,7 +174,23 @@ func (s *Server) deployment(mc ModelConfig, source string) (*Deployment, error) 
 	} else {
 		d.prov = s.openai
 	}
+	d.modelJSON, _ = json.Marshal(d.Model)
+	for i, stream := range []bool{false, true} {
+		d.logMeta[i] = callMeta(d, d.ModelName, stream)
+	}
 	return d, nil
+}
+
+// callMeta is a spend log row's metadata for a call to model group group answered by d.
+func callMeta(d *Deployment, group string, stream bool) []byte {
+	if group == d.ModelName && d.logMeta[0] != nil {
+		if stream {
+			return d.logMeta[1]
+		}
+		return d.logMeta[0]
+	}
+	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream})
+	return b
 }
 
 // Start loads API-added models and keeps re-reading them every ModelRefresh until Close.
@@ -310,43 +327,47 @@ type callInfo struct {
 	prompt    int64 // estimated prompt tokens
 }
 
-func parseCall(body map[string]json.RawMessage, kind string, header http.Header) (*callInfo, error) {
+func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
 	ci := &callInfo{}
-	if err := json.Unmarshal(body["model"], &ci.model); err != nil || ci.model == "" {
+	if m, ok := body.text("model"); !ok || m == "" {
 		return nil, badRequest("model", "model is required")
+	} else {
+		ci.model = m
 	}
 	if kind == callChat {
-		_ = json.Unmarshal(body["stream"], &ci.stream)
-		if len(body["messages"]) == 0 {
+		ci.stream = body.flag("stream")
+		msgs := body.get("messages")
+		if len(msgs) == 0 {
 			return nil, badRequest("messages", "messages is required")
 		}
-		ci.prompt = promptTokens(len(body["messages"])) + promptTokens(len(body["tools"]))
+		ci.prompt = promptTokens(len(msgs)) + promptTokens(len(body.get("tools")))
 		for _, k := range []string{"max_completion_tokens", "max_tokens"} {
-			var n int64
-			if json.Unmarshal(body[k], &n) == nil && n > 0 {
+			if n, ok := body.integer(k); ok && n > 0 {
 				ci.maxTokens = n
 				break
 			}
 		}
 	} else if kind == callEmbeddings {
-		ci.prompt = promptTokens(len(body["input"]))
+		ci.prompt = promptTokens(len(body.get("input")))
 	}
 	ci.n = 1
 	if kind == callImages || kind == callChat {
-		if v := body["n"]; len(v) > 0 {
-			if err := json.Unmarshal(v, &ci.n); err != nil || ci.n < 1 || ci.n > 128 {
+		if v := body.get("n"); len(v) > 0 && string(v) != "null" {
+			n, ok := body.integer("n")
+			if !ok || n < 1 || n > 128 {
 				return nil, badRequest("n", "n must be an integer from 1 to 128")
 			}
+			ci.n = int(n)
 		}
 	}
-	_ = json.Unmarshal(body["user"], &ci.endUser)
+	ci.endUser, _ = body.text("user")
 	var tags, metaTags []string
-	if v := body["tags"]; len(v) > 0 {
+	if v := body.get("tags"); len(v) > 0 {
 		if err := json.Unmarshal(v, &tags); err != nil {
 			return nil, badRequest("tags", "tags must be a list of strings")
 		}
 	}
-	if v := body["metadata"]; len(v) > 0 {
+	if v := body.get("metadata"); len(v) > 0 {
 		var md struct {
 			Tags []string `json:"tags"`
 		}
@@ -403,14 +424,14 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 
 func newRequestID() string { return budget.NewID() }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*reqBody, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		return nil, err
 	}
-	var body map[string]json.RawMessage
-	if err := json.Unmarshal(b, &body); err != nil || body == nil {
-		return nil, badRequest("", "request body must be a JSON object")
+	body, err := parseBody(b)
+	if err != nil {
+		return nil, badRequest("", err.Error())
 	}
 	return body, nil
 }
@@ -472,17 +493,14 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 
 	reqID := newRequestID()
-	out := make(map[string]json.RawMessage, len(body))
-	for k, v := range body {
-		out[k] = v
-	}
-	for _, k := range gatewayOnly {
-		delete(out, k)
-	}
+	out := body.forward(gatewayOnly)
 	var pr *result
 	at, err := s.router.route(ctx, ci.model, ci.stream, override, func(ctx context.Context, d *Deployment) error {
-		m, _ := json.Marshal(d.Model)
-		out["model"] = m
+		m := d.modelJSON
+		if m == nil {
+			m, _ = json.Marshal(d.Model)
+		}
+		out.set("model", m)
 		var err error
 		pr, err = d.prov.do(ctx, d, kind, out, ci.stream)
 		return err
@@ -501,9 +519,10 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		return err
 	}
 	d := at.d
-	w.Header().Set("x-litellm-call-id", reqID)
-	w.Header().Set("x-litellm-model-id", d.ID)
-	adm.SetHeaders(w.Header())
+	h := w.Header()
+	h["X-Litellm-Call-Id"] = []string{reqID} // canonical keys, set directly: no per-call canonicalizing
+	h["X-Litellm-Model-Id"] = []string{d.ID}
+	adm.SetHeaders(h)
 
 	var u Usage
 	status := "success"
@@ -540,7 +559,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
 	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
-	logRow.Metadata, _ = json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: ci.model, Deployment: d.Provider + "/" + d.Model, Stream: ci.stream})
+	logRow.Metadata = callMeta(d, ci.model, ci.stream)
 	s.writeLog(ctx, logRow)
 	return nil
 }
@@ -559,9 +578,9 @@ func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	if s.cfg.SpendLog == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	if err := s.cfg.SpendLog.Write(ctx, l); err != nil {
+	// The row is written even when the client has gone; a full queue makes Write wait, for
+	// at most its own bound (budget.SpendLogConfig.MaxWait).
+	if err := s.cfg.SpendLog.Write(context.WithoutCancel(ctx), l); err != nil {
 		s.log.Error("queue spend log", "request_id", l.RequestID, "err", err)
 	}
 }
@@ -609,13 +628,12 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 
 // clientCredentials returns an override applying the body's api_base/base_url/api_key to
 // the picked deployment, or nil when the body sets none.
-func clientCredentials(body map[string]json.RawMessage) func(*Deployment) *Deployment {
-	var base, key string
-	_ = json.Unmarshal(body["api_base"], &base)
+func clientCredentials(body *reqBody) func(*Deployment) *Deployment {
+	base, _ := body.text("api_base")
 	if base == "" {
-		_ = json.Unmarshal(body["base_url"], &base)
+		base, _ = body.text("base_url")
 	}
-	_ = json.Unmarshal(body["api_key"], &key)
+	key, _ := body.text("api_key")
 	if base == "" && key == "" {
 		return nil
 	}

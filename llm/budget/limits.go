@@ -128,13 +128,14 @@ func (a *Admission) SetHeaders(h http.Header) {
 	if a == nil {
 		return
 	}
+	// Canonical keys, set directly: canonicalizing lower-case keys allocates on every call.
 	if a.LimitRequests > 0 {
-		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(a.LimitRequests, 10))
-		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(a.RemainingRequests, 10))
+		h["X-Ratelimit-Limit-Requests"] = []string{strconv.FormatInt(a.LimitRequests, 10)}
+		h["X-Ratelimit-Remaining-Requests"] = []string{strconv.FormatInt(a.RemainingRequests, 10)}
 	}
 	if a.LimitTokens > 0 {
-		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(a.LimitTokens, 10))
-		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(a.RemainingTokens, 10))
+		h["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(a.LimitTokens, 10)}
+		h["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(a.RemainingTokens, 10)}
 	}
 }
 

@@ -193,7 +193,8 @@ func TestSpendLogRetriesAndFlushesOnClose(t *testing.T) {
 
 func TestSpendLogBackPressure(t *testing.T) {
 	fs := &flakyStore{Store: budgettest.New(), block: make(chan struct{})}
-	sl, err := budget.NewSpendLog(budget.SpendLogConfig{Store: fs, BatchSize: 1, QueueSize: 2, Interval: time.Millisecond})
+	sl, err := budget.NewSpendLog(budget.SpendLogConfig{Store: fs, BatchSize: 1, QueueSize: 2, Interval: time.Millisecond,
+		MaxWait: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +210,9 @@ func TestSpendLogBackPressure(t *testing.T) {
 	defer cancel()
 	if err := sl.Write(short, &store.SpendLog{RequestID: "4"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write to a full queue: got %v, want DeadlineExceeded", err)
+	}
+	if err := sl.Write(ctx, &store.SpendLog{RequestID: "5"}); !errors.Is(err, budget.ErrQueueFull) {
+		t.Fatalf("write to a queue full for longer than MaxWait: got %v, want ErrQueueFull", err)
 	}
 	close(fs.block)
 	if err := sl.Close(ctx); err != nil {

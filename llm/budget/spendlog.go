@@ -29,10 +29,16 @@ type SpendLogConfig struct {
 	// QueueSize bounds rows waiting to be written; Write blocks while it is full. If zero,
 	// 8192.
 	QueueSize int
+	// MaxWait is the longest Write waits for room in a full queue before it gives up with
+	// ErrQueueFull. If zero, one minute.
+	MaxWait time.Duration
 }
 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("spend log closed")
+
+// ErrQueueFull is returned by Write when the queue stayed full for MaxWait.
+var ErrQueueFull = errors.New("spend log queue full")
 
 // SpendLog writes spend rows in batches off the request path. Rows are never dropped: a
 // full queue makes Write wait (back-pressure), a failed batch is retried until it is written
@@ -69,6 +75,9 @@ func NewSpendLog(cfg SpendLogConfig) (*SpendLog, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8192
 	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = time.Minute
+	}
 	s := &SpendLog{cfg: cfg, log: cfg.Logger, room: make(chan struct{}, cfg.QueueSize), kick: make(chan struct{}, 1),
 		done: make(chan struct{}), closing: make(chan struct{}), stop: make(chan struct{})}
 	if s.log == nil {
@@ -79,15 +88,19 @@ func NewSpendLog(cfg SpendLogConfig) (*SpendLog, error) {
 }
 
 // Write queues one row. It blocks while the queue is full and returns ctx.Err() if ctx ends
-// first, or ErrClosed after Close.
+// first, ErrQueueFull after waiting MaxWait, or ErrClosed after Close.
 func (s *SpendLog) Write(ctx context.Context, l *store.SpendLog) error {
 	select {
 	case s.room <- struct{}{}:
 	default:
+		t := time.NewTimer(s.cfg.MaxWait)
+		defer t.Stop()
 		select {
 		case s.room <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-t.C:
+			return ErrQueueFull
 		case <-s.closing:
 			return ErrClosed
 		}

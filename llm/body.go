@@ -1,0 +1,209 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// reqBody is a JSON request body's top-level fields, in the order they were sent. Values
+// stay raw and are decoded only when asked for: a completion body is read once to find its
+// fields, and the fields a provider is sent are written back byte for byte, with no decode
+// into maps and no re-encode of values.
+type reqBody struct {
+	fields []bodyField
+}
+
+// bodyField is one top-level field. name is the unescaped name; key is the name as sent,
+// quotes included, and val the value as sent. Both alias the request's bytes, which are
+// never modified.
+type bodyField struct {
+	name []byte
+	key  []byte
+	val  json.RawMessage
+}
+
+var errNotObject = errors.New("request body must be a JSON object")
+
+// parseBody splits a JSON object into its top-level fields. b must stay unmodified while
+// the result is used. A body that is not valid JSON, or not an object, is errNotObject.
+func parseBody(b []byte) (*reqBody, error) {
+	if !json.Valid(b) {
+		return nil, errNotObject
+	}
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return nil, errNotObject
+	}
+	body := &reqBody{fields: make([]bodyField, 0, 8)}
+	i = skipSpace(b, i+1)
+	if b[i] == '}' {
+		return body, nil
+	}
+	for {
+		// b is valid JSON, so a string key, a colon and a value follow, then ',' or '}'.
+		ke := stringEnd(b, i)
+		key := b[i:ke]
+		name := key[1 : len(key)-1]
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) { // as encoding/json reads it
+			var s string
+			if err := json.Unmarshal(key, &s); err != nil {
+				return nil, errNotObject
+			}
+			name = []byte(s)
+		}
+		i = skipSpace(b, skipSpace(b, ke)+1) // past the colon
+		ve := valueEnd(b, i)
+		body.fields = append(body.fields, bodyField{name: name, key: key, val: b[i:ve]})
+		i = skipSpace(b, ve)
+		if b[i] == '}' {
+			return body, nil
+		}
+		i = skipSpace(b, i+1) // past the comma
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string starting at b[i].
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// valueEnd returns the index just past the valid JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(b)
+	default: // number, true, false, null
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+		}
+		return len(b)
+	}
+}
+
+// get returns the raw value of the field named name, or nil. Like encoding/json, the last
+// of several fields with one name wins.
+func (b *reqBody) get(name string) json.RawMessage {
+	for i := len(b.fields) - 1; i >= 0; i-- {
+		if string(b.fields[i].name) == name {
+			return b.fields[i].val
+		}
+	}
+	return nil
+}
+
+// text decodes the field named name as a string; ok is false when it is absent or not a
+// string.
+func (b *reqBody) text(name string) (s string, ok bool) {
+	v := b.get(name)
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]), true
+	}
+	return s, json.Unmarshal(v, &s) == nil
+}
+
+// integer decodes the field named name as an integer; ok is false when it is absent, null
+// or not an integer that fits in an int64.
+func (b *reqBody) integer(name string) (n int64, ok bool) {
+	v := b.get(name)
+	if len(v) == 0 || string(v) == "null" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		// An integral value in another form (1e3, 2.0) decodes as encoding/json would.
+		return n, json.Unmarshal(v, &n) == nil
+	}
+	return n, true
+}
+
+// flag decodes the field named name as a boolean: true only for the literal true.
+func (b *reqBody) flag(name string) bool { return string(b.get(name)) == "true" }
+
+// forward returns a copy of the body without the fields in drop and without repeated names
+// (the last one is kept, as get reads it).
+func (b *reqBody) forward(drop []string) *reqBody {
+	out := &reqBody{fields: make([]bodyField, 0, len(b.fields))}
+next:
+	for i, f := range b.fields {
+		for _, d := range drop {
+			if string(f.name) == d {
+				continue next
+			}
+		}
+		for _, g := range b.fields[i+1:] {
+			if bytes.Equal(g.name, f.name) {
+				continue next
+			}
+		}
+		out.fields = append(out.fields, f)
+	}
+	return out
+}
+
+// set replaces the value of the field named name, or adds the field.
+func (b *reqBody) set(name string, val json.RawMessage) {
+	for i := len(b.fields) - 1; i >= 0; i-- {
+		if string(b.fields[i].name) == name {
+			b.fields[i].val = val
+			return
+		}
+	}
+	key, _ := json.Marshal(name)
+	b.fields = append(b.fields, bodyField{name: []byte(name), key: key, val: val})
+}
+
+// encode writes the fields as a JSON object.
+func (b *reqBody) encode() []byte {
+	n := 2
+	for _, f := range b.fields {
+		n += len(f.key) + len(f.val) + 2
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for i, f := range b.fields {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, f.key...), ':'), f.val...)
+	}
+	return append(out, '}')
+}

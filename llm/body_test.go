@@ -1,0 +1,105 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseBodyRefusesNonObjects(t *testing.T) {
+	for _, in := range []string{``, ` `, `[]`, `"x"`, `1`, `null`, `{`, `{"a":1,}`, `{"a":1}{}`, `{"a" 1}`, `{'a':1}`} {
+		if _, err := parseBody([]byte(in)); err == nil {
+			t.Errorf("parseBody(%q) accepted it", in)
+		}
+	}
+}
+
+func TestBodyForward(t *testing.T) {
+	in := ` { "model" : "m", "messages":[{"role":"user","content":"h\u00e9 \"q\" {]"}] ,"max_tokens":5,` +
+		`"we\"ird":true, "metadata":{"tags":["a"]}, "n":2, "n":3, "stream" :true, "api_\u006bey":"k"}`
+	b, err := parseBody([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := b.integer("n"); !ok || v != 3 {
+		t.Errorf("n = %d, %v; want the last value, 3", v, ok)
+	}
+	if v, _ := b.text("model"); v != "m" {
+		t.Errorf("model = %q, want m", v)
+	}
+	if !b.flag("stream") {
+		t.Error("stream = false, want true")
+	}
+	if v, _ := b.text("api_key"); v != "k" {
+		t.Errorf("escaped name api_key = %q, want k", v)
+	}
+	out := b.forward([]string{"metadata", "api_key"})
+	out.set("model", json.RawMessage(`"gpt-4o"`))
+	var got, want map[string]any
+	if err := json.Unmarshal(out.encode(), &got); err != nil {
+		t.Fatalf("encode made invalid JSON: %v", err)
+	}
+	_ = json.Unmarshal([]byte(in), &want)
+	delete(want, "metadata")
+	delete(want, "api_key")
+	want["model"] = "gpt-4o"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("forwarded body (-want +got):\n%s", diff)
+	}
+	if n := bytes.Count(out.encode(), []byte(`"n":`)); n != 1 {
+		t.Errorf("forwarded body has %d fields named n, want the last one only", n)
+	}
+}
+
+func TestBodyInteger(t *testing.T) {
+	for in, want := range map[string]int64{`5`: 5, `-3`: -3, `0`: 0} {
+		b, _ := parseBody([]byte(`{"max_tokens":` + in + `}`))
+		if got, ok := b.integer("max_tokens"); !ok || got != want {
+			t.Errorf("%s: got %d %v, want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{`1.5`, `1e3`, `"5"`, `99999999999999999999`, `null`, `true`} {
+		b, _ := parseBody([]byte(`{"max_tokens":` + in + `}`))
+		if got, ok := b.integer("max_tokens"); ok {
+			t.Errorf("%s: got %d, want not an integer", in, got)
+		}
+	}
+}
+
+// FuzzParseBody checks parseBody against encoding/json: it accepts exactly the objects
+// encoding/json decodes into a map, finds the same fields with the same (last) values, and
+// forward+encode writes an object that decodes to the same map.
+func FuzzParseBody(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5}`))
+	f.Add([]byte(` {"a\"b" : [1, {"c":"}"}], "a\u0062":null ,"d":-1.5e3,"d":true}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[1]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m map[string]json.RawMessage
+		jerr := json.Unmarshal(data, &m)
+		b, err := parseBody(data)
+		if jerr != nil || m == nil {
+			if err == nil {
+				t.Fatalf("parseBody accepted %q, encoding/json did not: %v", data, jerr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("parseBody refused %q: %v", data, err)
+		}
+		for k, v := range m {
+			if got := b.get(k); !bytes.Equal(got, v) {
+				t.Fatalf("%q: field %q = %s, want %s", data, k, got, v)
+			}
+		}
+		var back map[string]json.RawMessage
+		if err := json.Unmarshal(b.forward(nil).encode(), &back); err != nil {
+			t.Fatalf("%q: encode wrote invalid JSON: %v", data, err)
+		}
+		if !cmp.Equal(m, back) {
+			t.Fatalf("%q: round trip\n got %v\nwant %v", data, back, m)
+		}
+	})
+}
