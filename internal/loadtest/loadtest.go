@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -107,24 +108,30 @@ func Run(t *testing.T, body []byte, targets []Target, streamBody []byte, stream 
 		t.Logf("1 client, %s: p50 %v p99 %v; added p50 %v p99 %v", tg.Name, g50, g99, g50-d50, g99-d99)
 	}
 	for _, n := range []int{16, 64} {
-		t.Log(report(fmt.Sprintf("%d clients", n), "req/s", targets, rates(t, c, n, body, targets)))
+		r, cpu := rates(t, c, n, body, targets)
+		t.Log(report(fmt.Sprintf("%d clients", n), "req/s", targets, r, cpu))
 	}
 	if len(stream) > 0 {
-		t.Log(report("streaming, 16 clients", "streams/s", stream, rates(t, c, 16, streamBody, stream)))
+		r, cpu := rates(t, c, 16, streamBody, stream)
+		t.Log(report("streaming, 16 clients", "streams/s", stream, r, cpu))
 	}
 }
 
 // rates returns each target's calls per second with clients concurrent callers, measured
 // in 6 rounds of half a second per target, alternating, so that a busy neighbour on the
-// machine weighs on all of them alike.
-func rates(t *testing.T, c *http.Client, clients int, body []byte, targets []Target) []float64 {
+// machine weighs on all of them alike, and the process's CPU time per call (client,
+// gateway and provider together: they share the process).
+func rates(t *testing.T, c *http.Client, clients int, body []byte, targets []Target) (perSec []float64, cpuPerCall []time.Duration) {
 	out := make([]float64, len(targets))
+	cpu := make([]time.Duration, len(targets))
+	calls := make([]int64, len(targets))
 	const rounds, round = 6, 500 * time.Millisecond
 	for range rounds {
 		for i, tg := range targets {
 			var count atomic.Int64
 			var wg sync.WaitGroup
 			stop := time.Now().Add(round)
+			cpu0 := cpuTime()
 			for range clients {
 				wg.Add(1)
 				go func() {
@@ -139,19 +146,35 @@ func rates(t *testing.T, c *http.Client, clients int, body []byte, targets []Tar
 				}()
 			}
 			wg.Wait()
+			cpu[i] += cpuTime() - cpu0
+			calls[i] += count.Load()
 			out[i] += float64(count.Load()) / (rounds * round.Seconds())
 		}
 	}
-	return out
+	for i := range cpu {
+		cpu[i] /= time.Duration(max(calls[i], 1))
+	}
+	return out, cpu
 }
 
-func report(what, unit string, targets []Target, r []float64) string {
-	line := fmt.Sprintf("%s: %s %.0f %s", what, targets[0].Name, r[0], unit)
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func report(what, unit string, targets []Target, r []float64, cpu []time.Duration) string {
+	line := fmt.Sprintf("%s: %s %.0f %s, %.1f µs CPU each", what, targets[0].Name, r[0], unit, us(cpu[0]))
 	for i, tg := range targets[1:] {
-		line += fmt.Sprintf("; %s %.0f %s (%.0f%%)", tg.Name, r[i+1], unit, 100*r[i+1]/r[0])
+		line += fmt.Sprintf("; %s %.0f %s (%.0f%%), %.1f µs CPU each", tg.Name, r[i+1], unit, 100*r[i+1]/r[0], us(cpu[i+1]))
 	}
 	return line
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), ds...)
