@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/toolgate/toolgate/llm/budget"
 	"github.com/toolgate/toolgate/store"
 )
 
@@ -139,7 +140,7 @@ func (s *Server) serveModelNew(w http.ResponseWriter, r *http.Request) error {
 		mc.ModelInfo = map[string]any{}
 	}
 	if str(mc.ModelInfo["id"]) == "" {
-		mc.ModelInfo["id"] = newRequestID()
+		mc.ModelInfo["id"] = budget.NewID()
 	}
 	if _, err := s.deployment(mc, "db"); err != nil { // validates
 		return badRequest("litellm_params", err.Error())

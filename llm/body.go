@@ -30,17 +30,27 @@ var errNotObject = errors.New("request body must be a JSON object")
 // parseBody splits a JSON object into its top-level fields. b must stay unmodified while
 // the result is used. A body that is not valid JSON, or not an object, is errNotObject.
 func parseBody(b []byte) (*reqBody, error) {
+	body := &reqBody{fields: make([]bodyField, 0, 8)}
+	err := eachField(b, func(f bodyField) { body.fields = append(body.fields, f) })
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// eachField calls fn with each top-level field of the JSON object b, in order. A b that is
+// not valid JSON, or not an object, is errNotObject, and fn is not called.
+func eachField(b []byte, fn func(bodyField)) error {
 	if !json.Valid(b) {
-		return nil, errNotObject
+		return errNotObject
 	}
 	i := skipSpace(b, 0)
 	if b[i] != '{' {
-		return nil, errNotObject
+		return errNotObject
 	}
-	body := &reqBody{fields: make([]bodyField, 0, 8)}
 	i = skipSpace(b, i+1)
 	if b[i] == '}' {
-		return body, nil
+		return nil
 	}
 	for {
 		// b is valid JSON, so a string key, a colon and a value follow, then ',' or '}'.
@@ -50,16 +60,16 @@ func parseBody(b []byte) (*reqBody, error) {
 		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) { // as encoding/json reads it
 			var s string
 			if err := json.Unmarshal(key, &s); err != nil {
-				return nil, errNotObject
+				return errNotObject
 			}
 			name = []byte(s)
 		}
 		i = skipSpace(b, skipSpace(b, ke)+1) // past the colon
 		ve := valueEnd(b, i)
-		body.fields = append(body.fields, bodyField{name: name, key: key, val: b[i:ve]})
+		fn(bodyField{name: name, key: key, val: b[i:ve]})
 		i = skipSpace(b, ve)
 		if b[i] == '}' {
-			return body, nil
+			return nil
 		}
 		i = skipSpace(b, i+1) // past the comma
 	}
@@ -142,8 +152,11 @@ func (b *reqBody) text(name string) (s string, ok bool) {
 
 // integer decodes the field named name as an integer; ok is false when it is absent, null
 // or not an integer that fits in an int64.
-func (b *reqBody) integer(name string) (n int64, ok bool) {
-	v := b.get(name)
+func (b *reqBody) integer(name string) (n int64, ok bool) { return integer(b.get(name)) }
+
+// integer decodes a raw JSON value as an integer, as encoding/json decodes into an int64;
+// ok is false when it is empty, null or not such an integer.
+func integer(v json.RawMessage) (n int64, ok bool) {
 	if len(v) == 0 || string(v) == "null" {
 		return 0, false
 	}

@@ -114,8 +114,8 @@ func usageOf(body []byte) Usage {
 		rest := bytes.TrimLeft(body[i+len(`"usage"`):], " \t\r\n")
 		if len(rest) > 0 && rest[0] == ':' {
 			if obj := leadingObject(rest[1:]); obj != nil {
-				if u, err := parseBody(obj); err == nil {
-					return usageFrom(u)
+				if u, err := usageFrom(obj); err == nil {
+					return u
 				}
 			}
 		}
@@ -129,13 +129,27 @@ func usageOf(body []byte) Usage {
 	return Usage{}
 }
 
-// usageFrom reads an OpenAI usage object's token counts.
-func usageFrom(u *reqBody) Usage {
-	var out Usage
-	out.PromptTokens, _ = u.integer("prompt_tokens")
-	out.CompletionTokens, _ = u.integer("completion_tokens")
-	out.TotalTokens, _ = u.integer("total_tokens")
-	return out
+// usageFrom reads the token counts of an OpenAI usage object, the last of repeated names
+// winning as in encoding/json.
+func usageFrom(obj []byte) (Usage, error) {
+	var u Usage
+	err := eachField(obj, func(f bodyField) {
+		switch string(f.name) {
+		case "prompt_tokens":
+			if n, ok := integer(f.val); ok {
+				u.PromptTokens = n
+			}
+		case "completion_tokens":
+			if n, ok := integer(f.val); ok {
+				u.CompletionTokens = n
+			}
+		case "total_tokens":
+			if n, ok := integer(f.val); ok {
+				u.TotalTokens = n
+			}
+		}
+	})
+	return u, err
 }
 
 // leadingObject returns the JSON object b starts with (after white space), or nil when b

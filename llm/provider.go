@@ -169,7 +169,8 @@ func readAll(resp *http.Response) ([]byte, error) {
 
 // sseReader reads Server-Sent Events, returning each event's type and data.
 type sseReader struct {
-	r *bufio.Reader
+	r    *bufio.Reader
+	data []byte // the last event's data, reused by the next event
 }
 
 // sseBuffers holds the 16 KiB read buffers of finished streams for the next ones: a
@@ -193,8 +194,10 @@ func (s *sseReader) release() {
 }
 
 // event returns the next event with a data field. At the end of the stream it returns
-// io.EOF.
+// io.EOF. data is valid until the next call.
 func (s *sseReader) event() (typ string, data []byte, err error) {
+	data = s.data[:0]
+	defer func() { s.data = data[:0] }()
 	for {
 		line, err := s.r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {

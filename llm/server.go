@@ -422,8 +422,6 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens)
 }
 
-func newRequestID() string { return budget.NewID() }
-
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*reqBody, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -492,7 +490,12 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		defer func() { _ = res.Release(context.WithoutCancel(ctx)) }()
 	}
 
-	reqID := newRequestID()
+	var reqID string
+	if res != nil {
+		reqID = res.ID // one time-ordered ID for the call's reservation and its spend row
+	} else {
+		reqID = budget.NewID()
+	}
 	out := body.forward(gatewayOnly)
 	var pr *result
 	at, err := s.router.route(ctx, ci.model, ci.stream, override, func(ctx context.Context, d *Deployment) error {
@@ -595,7 +598,7 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, 512) // grows to the longest chunk
 	for {
 		chunk, err := st.next()
 		if errors.Is(err, io.EOF) {
