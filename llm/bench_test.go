@@ -215,8 +215,8 @@ func benchAdmissions(b *testing.B, st budget.Store, clients int, lease time.Dura
 
 // TestLoad is the load run behind the README numbers: latency with one client and
 // throughput with 16 and 64, direct vs through the llm handler (SQLite store, spend log
-// on), for a caller whose key has a budget and one with no budget in its chain, and
-// through a bare reverse proxy; with TOOLGATE_TEST_DATABASE_URL set, also the budgeted key
+// on), for a caller whose key has a budget and one with no budget in its chain, through a
+// bare reverse proxy, and through a forwarder that does nothing but the one provider call; with TOOLGATE_TEST_DATABASE_URL set, also the budgeted key
 // on Postgres (a local server, sharing the cores). Rates are
 // measured in alternating short rounds, so that a busy neighbour weighs on all alike. It
 // runs only with TOOLGATE_LLM_LOAD=1 (it takes tens of seconds and wants an idle machine).
@@ -229,7 +229,8 @@ func TestLoad(t *testing.T) {
 		return []loadtest.Target{{Name: "direct", URL: upstream + "/chat/completions"},
 			{Name: "budget", URL: benchGateway(t, upstream, true).http.URL + "/v1/chat/completions"},
 			{Name: "no budget", URL: benchGateway(t, upstream, false).http.URL + "/v1/chat/completions"},
-			{Name: "bare reverse proxy", URL: reverseProxy(t, upstream) + "/chat/completions"}}
+			{Name: "bare reverse proxy", URL: reverseProxy(t, upstream) + "/chat/completions"},
+			{Name: "forwarder", URL: forwarder(t, upstream) + "/chat/completions"}}
 	}
 	up := benchProvider(t).URL
 	ts := targets(up)
@@ -254,6 +255,48 @@ func reverseProxy(tb testing.TB, upstream string) string {
 	rp.Transport = loadtest.Client().Transport
 	rp.FlushInterval = -1
 	srv := httptest.NewServer(rp)
+	tb.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// forwarder is the ceiling for any gateway on net/http: it reads the body, makes one call
+// to the provider with the same connection pool as the gateway, and writes the answer back,
+// with nothing else (no parsing, no budget, no logs, none of ReverseProxy's header work). It
+// returns the forwarder's base URL.
+func forwarder(tb testing.TB, upstream string) string {
+	c := loadtest.Client()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, upstream+r.URL.Path, bytes.NewReader(b))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n])
+				w.(http.Flusher).Flush() // chunk by chunk, for streams
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }
