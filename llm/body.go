@@ -137,15 +137,15 @@ func (b *reqBody) get(name string) json.RawMessage {
 	return nil
 }
 
-// text decodes the field named name as a string; ok is false when it is absent or not a
-// string.
+// text decodes the field named name as a string, as encoding/json does (escapes resolved,
+// invalid UTF-8 replaced); ok is false when it is absent or not a string.
 func (b *reqBody) text(name string) (s string, ok bool) {
 	v := b.get(name)
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
-	if bytes.IndexByte(v, '\\') < 0 {
-		return string(v[1 : len(v)-1]), true
+	if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return string(raw), true
 	}
 	return s, json.Unmarshal(v, &s) == nil
 }

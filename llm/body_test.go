@@ -76,6 +76,7 @@ func FuzzParseBody(f *testing.F) {
 	f.Add([]byte(` {"a\"b" : [1, {"c":"}"}], "a\u0062":null ,"d":-1.5e3,"d":true}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[1]`))
+	f.Add([]byte("{\"user\":\"a\xffb\",\"n\":1e2,\"m\":-0,\"k\":\"\\u00e9\"}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m map[string]json.RawMessage
 		jerr := json.Unmarshal(data, &m)
@@ -92,6 +93,16 @@ func FuzzParseBody(f *testing.F) {
 		for k, v := range m {
 			if got := b.get(k); !bytes.Equal(got, v) {
 				t.Fatalf("%q: field %q = %s, want %s", data, k, got, v)
+			}
+			var ws string
+			werr := json.Unmarshal(v, &ws)
+			if gs, ok := b.text(k); ok != (werr == nil && v[0] == '"') || gs != ws {
+				t.Fatalf("%q: text(%q) = %q, %v; encoding/json reads %q, %v", data, k, gs, ok, ws, werr)
+			}
+			var wn int64
+			werr = json.Unmarshal(v, &wn)
+			if gn, ok := b.integer(k); string(v) != "null" && (ok != (werr == nil) || gn != wn) {
+				t.Fatalf("%q: integer(%q) = %d, %v; encoding/json reads %d, %v", data, k, gn, ok, wn, werr)
 			}
 		}
 		var back map[string]json.RawMessage

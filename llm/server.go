@@ -329,10 +329,8 @@ type callInfo struct {
 
 func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
 	ci := &callInfo{}
-	if m, ok := body.text("model"); !ok || m == "" {
+	if ci.model, _ = body.text("model"); ci.model == "" {
 		return nil, badRequest("model", "model is required")
-	} else {
-		ci.model = m
 	}
 	if kind == callChat {
 		ci.stream = body.flag("stream")
@@ -353,7 +351,7 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 	ci.n = 1
 	if kind == callImages || kind == callChat {
 		if v := body.get("n"); len(v) > 0 && string(v) != "null" {
-			n, ok := body.integer("n")
+			n, ok := integer(v)
 			if !ok || n < 1 || n > 128 {
 				return nil, badRequest("n", "n must be an integer from 1 to 128")
 			}
