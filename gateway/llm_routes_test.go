@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -318,5 +320,39 @@ func TestSpendBatchWindow(t *testing.T) {
 				t.Errorf("team spend right after the calls: %v, want %v", team.Info.Spend, want)
 			}
 		})
+	}
+}
+
+// TestImageEditsThroughGateway: a virtual key (not an admin) sends a multipart image edit,
+// the way OpenAI's SDKs send files, and is charged per image.
+func TestImageEditsThroughGateway(t *testing.T) {
+	up := fakeLLM(t)
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{
+			"model_name":     "edit",
+			"litellm_params": map[string]any{"model": "openai/gpt-image-x", "api_base": up, "api_key": "sk-upstream"},
+			"model_info":     map[string]any{"mode": "image_edit", "output_cost_per_image": 0.25},
+		}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "edits", "max_budget": 1}), 200)["key"].(string)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("model", "edit")
+	_ = mw.WriteField("prompt", "add a hat")
+	_ = mw.WriteField("n", "2")
+	fw, _ := mw.CreateFormFile("image", "cat.png")
+	_, _ = fw.Write([]byte("\x89PNG"))
+	_ = mw.Close()
+	r := g.do(t, "POST", "/v1/images/edits", buf.String(), "Authorization", "Bearer "+key, "Content-Type", mw.FormDataContentType())
+	if r.status != 200 {
+		t.Fatalf("image edit with a virtual key: %d %s", r.status, r.body)
+	}
+	b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "edits")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Spend < 0.5-1e-9 || b.Spend > 0.5+1e-9 {
+		t.Errorf("key spend %v, want 2 images x 0.25", b.Spend)
 	}
 }

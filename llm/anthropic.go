@@ -52,7 +52,7 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 	h := make(http.Header, 4)
 	h.Set("x-api-key", d.APIKey)
 	h.Set("anthropic-version", anthropicVersion)
-	resp, err := post(ctx, p.client, p.endpoint(d), h, b)
+	resp, err := post(ctx, p.client, p.endpoint(d), h, "application/json", b)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -12,17 +17,61 @@ import (
 // stay raw and are decoded only when asked for: a completion body is read once to find its
 // fields, and the fields a provider is sent are written back byte for byte, with no decode
 // into maps and no re-encode of values.
+//
+// A multipart/form-data body (image edits) is held the same way: each part is a field,
+// a text part's value is also kept as a JSON string (for the same reads and checks as a
+// JSON body), and every part is written back as it came, headers and bytes, unless set
+// replaced it.
 type reqBody struct {
 	fields []bodyField
+	form   bool // read from, and written as, multipart/form-data
 }
 
 // bodyField is one top-level field. name is the unescaped name; key is the name as sent,
 // quotes included, and val the value as sent. Both alias the request's bytes, which are
-// never modified.
+// never modified. In a form, part is the part as sent, and val is nil for a file.
 type bodyField struct {
 	name []byte
 	key  []byte
 	val  json.RawMessage
+	part *formPart
+}
+
+// formPart is a part of a multipart body: its headers (Content-Disposition with the field
+// and file names, Content-Type) and contents.
+type formPart struct {
+	header textproto.MIMEHeader
+	data   []byte
+	file   bool
+}
+
+// parseForm reads a multipart/form-data body with the given boundary.
+func parseForm(b []byte, boundary string) (*reqBody, error) {
+	body := &reqBody{form: true}
+	mr := multipart.NewReader(bytes.NewReader(b), boundary)
+	for {
+		p, err := mr.NextRawPart() // as sent: no Content-Transfer-Encoding decoding
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read multipart body: %w", err)
+		}
+		name := p.FormName()
+		if name == "" {
+			return nil, errors.New("read multipart body: a part has no form field name")
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return nil, fmt.Errorf("read multipart body: %w", err)
+		}
+		key, _ := json.Marshal(name)
+		f := bodyField{name: []byte(name), key: key, part: &formPart{header: p.Header, data: data, file: p.FileName() != ""}}
+		if !f.part.file {
+			f.val, _ = json.Marshal(string(data))
+		}
+		body.fields = append(body.fields, f)
+	}
 }
 
 var errNotObject = errors.New("request body must be a JSON object")
@@ -150,9 +199,19 @@ func (b *reqBody) text(name string) (s string, ok bool) {
 	return s, json.Unmarshal(v, &s) == nil
 }
 
-// integer decodes the field named name as an integer; ok is false when it is absent, null
-// or not an integer that fits in an int64.
-func (b *reqBody) integer(name string) (n int64, ok bool) { return integer(b.get(name)) }
+// integer decodes the field named name as an integer (in a form, the text of one); ok is
+// false when it is absent, null or not an integer that fits in an int64.
+func (b *reqBody) integer(name string) (n int64, ok bool) {
+	if b.form {
+		t, ok := b.text(name)
+		if !ok {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+		return n, err == nil
+	}
+	return integer(b.get(name))
+}
 
 // integer decodes a raw JSON value as an integer, as encoding/json decodes into an int64;
 // ok is false when it is empty, null or not such an integer.
@@ -172,9 +231,10 @@ func integer(v json.RawMessage) (n int64, ok bool) {
 func (b *reqBody) flag(name string) bool { return string(b.get(name)) == "true" }
 
 // forward returns a copy of the body without the fields in drop and without repeated names
-// (the last one is kept, as get reads it).
+// (the last one is kept, as get reads it). A form keeps every file part: image[] repeats
+// by design.
 func (b *reqBody) forward(drop []string) *reqBody {
-	out := &reqBody{fields: make([]bodyField, 0, len(b.fields))}
+	out := &reqBody{fields: make([]bodyField, 0, len(b.fields)), form: b.form}
 next:
 	for i, f := range b.fields {
 		for _, d := range drop {
@@ -183,7 +243,7 @@ next:
 			}
 		}
 		for _, g := range b.fields[i+1:] {
-			if bytes.Equal(g.name, f.name) {
+			if !f.isFile() && !g.isFile() && bytes.Equal(g.name, f.name) {
 				continue next
 			}
 		}
@@ -192,11 +252,14 @@ next:
 	return out
 }
 
-// set replaces the value of the field named name, or adds the field.
+func (f *bodyField) isFile() bool { return f.part != nil && f.part.file }
+
+// set replaces the value of the field named name, or adds the field. In a form, val must
+// be a JSON string; the field is then written as a plain text part.
 func (b *reqBody) set(name string, val json.RawMessage) {
 	for i := len(b.fields) - 1; i >= 0; i-- {
 		if string(b.fields[i].name) == name {
-			b.fields[i].val = val
+			b.fields[i].val, b.fields[i].part = val, nil
 			return
 		}
 	}
@@ -204,8 +267,33 @@ func (b *reqBody) set(name string, val json.RawMessage) {
 	b.fields = append(b.fields, bodyField{name: []byte(name), key: key, val: val})
 }
 
-// encode writes the fields as a JSON object.
-func (b *reqBody) encode() []byte {
+// encode writes the body, as a JSON object or as a form, and returns its content type.
+func (b *reqBody) encode() (body []byte, contentType string) {
+	if b.form {
+		return b.encodeForm()
+	}
+	return b.encodeJSON(), "application/json"
+}
+
+func (b *reqBody) encodeForm() ([]byte, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, f := range b.fields {
+		if f.part != nil { // as sent
+			w, _ := mw.CreatePart(f.part.header) // writes to memory: no error
+			_, _ = w.Write(f.part.data)
+			continue
+		}
+		var v string
+		_ = json.Unmarshal(f.val, &v) // a JSON string, made by set
+		_ = mw.WriteField(string(f.name), v)
+	}
+	_ = mw.Close()
+	return buf.Bytes(), mw.FormDataContentType()
+}
+
+// encodeJSON writes the fields as a JSON object.
+func (b *reqBody) encodeJSON() []byte {
 	n := 2
 	for _, f := range b.fields {
 		n += len(f.key) + len(f.val) + 2

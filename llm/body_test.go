@@ -3,6 +3,7 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"mime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -38,7 +39,7 @@ func TestBodyForward(t *testing.T) {
 	out := b.forward([]string{"metadata", "api_key"})
 	out.set("model", json.RawMessage(`"gpt-4o"`))
 	var got, want map[string]any
-	if err := json.Unmarshal(out.encode(), &got); err != nil {
+	if err := json.Unmarshal(out.encodeJSON(), &got); err != nil {
 		t.Fatalf("encode made invalid JSON: %v", err)
 	}
 	_ = json.Unmarshal([]byte(in), &want)
@@ -48,7 +49,7 @@ func TestBodyForward(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("forwarded body (-want +got):\n%s", diff)
 	}
-	if n := bytes.Count(out.encode(), []byte(`"n":`)); n != 1 {
+	if n := bytes.Count(out.encodeJSON(), []byte(`"n":`)); n != 1 {
 		t.Errorf("forwarded body has %d fields named n, want the last one only", n)
 	}
 }
@@ -106,11 +107,48 @@ func FuzzParseBody(f *testing.F) {
 			}
 		}
 		var back map[string]json.RawMessage
-		if err := json.Unmarshal(b.forward(nil).encode(), &back); err != nil {
+		if err := json.Unmarshal(b.forward(nil).encodeJSON(), &back); err != nil {
 			t.Fatalf("%q: encode wrote invalid JSON: %v", data, err)
 		}
 		if !cmp.Equal(m, back) {
 			t.Fatalf("%q: round trip\n got %v\nwant %v", data, back, m)
+		}
+	})
+}
+
+// FuzzParseForm checks that a multipart body parseForm accepts is written back by encode
+// with the same fields, files and file headers, in order.
+func FuzzParseForm(f *testing.F) {
+	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nedit\r\n--b\r\n" +
+		"Content-Disposition: form-data; name=\"image[]\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--b--\r\n"))
+	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n2\r\n--b--\r\n"))
+	f.Add([]byte("--b\r\n\r\nno name\r\n--b--\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := parseForm(data, "b")
+		if err != nil {
+			return
+		}
+		enc, ct := b.forward(nil).encode()
+		_, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			t.Fatalf("content type %q: %v", ct, err)
+		}
+		back, err := parseForm(enc, params["boundary"])
+		if err != nil {
+			t.Fatalf("%q: encode wrote a form parseForm refuses: %v", data, err)
+		}
+		want := b.forward(nil)
+		if len(back.fields) != len(want.fields) {
+			t.Fatalf("%q: %d fields back, want %d", data, len(back.fields), len(want.fields))
+		}
+		for i, g := range back.fields {
+			w := want.fields[i]
+			if !bytes.Equal(g.name, w.name) || g.isFile() != w.isFile() || !bytes.Equal(g.val, w.val) {
+				t.Fatalf("%q: field %d is %q = %s (file %v), want %q = %s (file %v)", data, i, g.name, g.val, g.isFile(), w.name, w.val, w.isFile())
+			}
+			if !bytes.Equal(g.part.data, w.part.data) || !cmp.Equal(g.part.header, w.part.header) {
+				t.Fatalf("%q: part %q changed: %q %v, want %q %v", data, g.name, g.part.data, g.part.header, w.part.data, w.part.header)
+			}
 		}
 	})
 }

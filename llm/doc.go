@@ -2,8 +2,8 @@
 // router, the provider adapters, the cost map and the HTTP endpoints.
 //
 // A Server serves /v1/chat/completions (and /chat/completions), /v1/embeddings,
-// /v1/images/generations, /v1/models, LiteLLM's /model/new, /model/info, /model/update and
-// /model/delete, and /spend/logs. The gateway authenticates the caller and puts a Caller in
+// /v1/images/generations, /v1/images/edits (multipart/form-data, or JSON), /v1/models,
+// LiteLLM's /model/new, /model/info, /model/update and /model/delete, and /spend/logs. The gateway authenticates the caller and puts a Caller in
 // the request context (WithCaller); the Server never sees credentials of its own.
 //
 // Every call goes through the same steps: request hygiene (fields that would redirect the
@@ -15,7 +15,8 @@
 //
 // The outbound body is the caller's: only "model" is rewritten to the deployment's model
 // and the gateway's own fields (metadata, tags, and client-side credentials when allowed)
-// are dropped. In particular max_tokens and stream_options are never added or changed. For
+// are dropped. A multipart image edit is sent on as multipart, every other part (files,
+// and fields such as curl -F 'image=<file' sends) byte for byte. In particular max_tokens and stream_options are never added or changed. For
 // streams this means usage is taken from the provider's chunks when it sends it (OpenAI
 // does when the caller asked with stream_options.include_usage; Anthropic always does);
 // otherwise the completion tokens are estimated from the content streamed (one token per

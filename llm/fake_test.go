@@ -1,11 +1,15 @@
 package llm_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,11 +30,15 @@ type fakeOpenAI struct {
 	withUsage  bool // final chunk carries usage
 	completion int64
 
-	mu       sync.Mutex
-	lastBody map[string]any
-	lastAuth string
-	lastPath string
+	mu        sync.Mutex
+	lastBody  map[string]any
+	lastAuth  string
+	lastPath  string
+	lastFiles []sentFile // file parts of the last multipart body
 }
+
+// sentFile is a file part a fake provider received.
+type sentFile struct{ field, name, contentType, data string }
 
 func newFakeOpenAI(t testing.TB) *fakeOpenAI {
 	f := &fakeOpenAI{chunks: 5, withUsage: true, completion: 8}
@@ -43,9 +51,27 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	n := f.calls.Add(1)
 	b, _ := io.ReadAll(r.Body)
 	var body map[string]any
-	_ = json.Unmarshal(b, &body)
+	var files []sentFile
+	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		body = map[string]any{}
+		mr := multipart.NewReader(bytes.NewReader(b), params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			data, _ := io.ReadAll(p)
+			if p.FileName() != "" {
+				files = append(files, sentFile{p.FormName(), p.FileName(), p.Header.Get("Content-Type"), string(data)})
+			} else {
+				body[p.FormName()] = string(data)
+			}
+		}
+	} else {
+		_ = json.Unmarshal(b, &body)
+	}
 	f.mu.Lock()
-	f.lastBody, f.lastAuth, f.lastPath = body, r.Header.Get("Authorization")+r.Header.Get("api-key"), r.URL.String()
+	f.lastBody, f.lastAuth, f.lastPath, f.lastFiles = body, r.Header.Get("Authorization")+r.Header.Get("api-key"), r.URL.String(), files
 	f.mu.Unlock()
 	if f.delay > 0 {
 		select {
@@ -68,10 +94,13 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":%q,"usage":{"prompt_tokens":6,"total_tokens":6}}`, model)
 		return
-	case strings.HasSuffix(r.URL.Path, "/images/generations"):
+	case strings.HasSuffix(r.URL.Path, "/images/generations"), strings.HasSuffix(r.URL.Path, "/images/edits"):
 		nimg := 1
-		if v, ok := body["n"].(float64); ok {
+		switch v := body["n"].(type) {
+		case float64:
 			nimg = int(v)
+		case string: // a form field
+			nimg, _ = strconv.Atoi(v)
 		}
 		var data []string
 		for range nimg {
@@ -113,6 +142,12 @@ func (f *fakeOpenAI) body() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lastBody
+}
+
+func (f *fakeOpenAI) files() []sentFile {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastFiles
 }
 
 // fakeAnthropic is an httptest server speaking the Messages API.

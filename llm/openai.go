@@ -44,6 +44,8 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 		path = "/embeddings"
 	case callImages:
 		path = "/images/generations"
+	case callImageEdits:
+		path = "/images/edits"
 	}
 	base := strings.TrimRight(d.APIBase, "/")
 	if d.Provider == "azure" {
@@ -66,7 +68,7 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 }
 
 func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error) {
-	b := body.encode()
+	b, contentType := body.encode()
 	h := make(http.Header, 4)
 	if d.APIKey != "" {
 		if d.Provider == "azure" {
@@ -81,7 +83,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 	if stream {
 		h.Set("Accept", "text/event-stream")
 	}
-	resp, err := post(ctx, p.client, p.endpoint(d, kind), h, b)
+	resp, err := post(ctx, p.client, p.endpoint(d, kind), h, contentType, b)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +96,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		return nil, &UpstreamError{Err: err}
 	}
 	r := &result{body: out}
-	if kind == callImages {
+	if kind == callImages || kind == callImageEdits {
 		var v struct {
 			Data []json.RawMessage `json:"data"`
 		}

@@ -28,6 +28,7 @@ const (
 	callChat       = "chat"
 	callEmbeddings = "embeddings"
 	callImages     = "images"
+	callImageEdits = "image_edits"
 )
 
 // provider is one vendor's wire protocol. Implementations are safe for concurrent use.
@@ -127,13 +128,13 @@ func errorMessage(b []byte) string {
 
 // post sends a JSON body and returns the response, or an *UpstreamError for transport
 // failures and non-2xx answers.
-func post(ctx context.Context, client *http.Client, url string, header http.Header, body []byte) (*http.Response, error) {
+func post(ctx context.Context, client *http.Client, url string, header http.Header, contentType string, body []byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header = header
-	req.Header.Set("Content-Type", "application/json")
+	req.Header["Content-Type"] = []string{contentType}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, &UpstreamError{Err: err}

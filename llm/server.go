@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
@@ -277,7 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Paths lists the routes the Server answers, for the gateway's mux.
 var Paths = []string{
 	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
-	"/v1/images/generations", "/images/generations", "/v1/models", "/models",
+	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/models", "/models",
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
@@ -300,6 +301,9 @@ func (s *Server) routes() {
 	}
 	for _, p := range []string{"/v1/images/generations", "/images/generations"} {
 		s.mux.Handle("POST "+p, call(callImages))
+	}
+	for _, p := range []string{"/v1/images/edits", "/images/edits"} {
+		s.mux.Handle("POST "+p, call(callImageEdits))
 	}
 	for _, p := range []string{"/v1/models", "/models"} {
 		s.mux.Handle("GET "+p, h(s.serveModels))
@@ -349,9 +353,9 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		ci.prompt = promptTokens(len(body.get("input")))
 	}
 	ci.n = 1
-	if kind == callImages || kind == callChat {
+	if kind == callImages || kind == callImageEdits || kind == callChat {
 		if v := body.get("n"); len(v) > 0 && string(v) != "null" {
-			n, ok := integer(v)
+			n, ok := body.integer("n")
 			if !ok || n < 1 || n > 128 {
 				return nil, badRequest("n", "n must be an integer from 1 to 128")
 			}
@@ -420,10 +424,25 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens)
 }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*reqBody, error) {
+// readBody reads a JSON body, or for image edits also a multipart/form-data one (the
+// shape OpenAI's SDKs send files in).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, kind string) (*reqBody, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		return nil, err
+	}
+	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		if kind != callImageEdits {
+			return nil, badRequest("", "request body must be a JSON object, not multipart/form-data")
+		}
+		if params["boundary"] == "" {
+			return nil, badRequest("", "multipart/form-data body without a boundary")
+		}
+		body, err := parseForm(b, params["boundary"])
+		if err != nil {
+			return nil, badRequest("", err.Error())
+		}
+		return body, nil
 	}
 	body, err := parseBody(b)
 	if err != nil {
@@ -440,7 +459,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		return &requestError{status: http.StatusUnauthorized, msg: "authentication required"}
 	}
 	start := s.now()
-	body, err := s.readBody(w, r)
+	body, err := s.readBody(w, r, kind)
 	if err != nil {
 		return err
 	}
@@ -573,7 +592,8 @@ type callMetadata struct {
 	Stream     bool   `json:"stream"`
 }
 
-var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration}
+var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
+	callImageEdits: store.CallImageEdit}
 
 func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	if s.cfg.SpendLog == nil {

@@ -81,6 +81,7 @@ const (
 	CallCompletion      = "completion"
 	CallEmbedding       = "embedding"
 	CallImageGeneration = "image_generation"
+	CallImageEdit       = "image_edit"
 	CallMCPTool         = "mcp_tool_call"
 )
 
