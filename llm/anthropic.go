@@ -20,7 +20,7 @@ const anthropicDefaultMaxTokens = 4096
 // anthropic translates chat completions to and from Anthropic's Messages API, tools and
 // streaming included.
 type anthropic struct {
-	client *http.Client
+	tr *transport
 }
 
 func (p *anthropic) endpoint(d *Deployment) string {
@@ -52,17 +52,16 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 	h := make(http.Header, 4)
 	h.Set("x-api-key", d.APIKey)
 	h.Set("anthropic-version", anthropicVersion)
-	resp, err := post(ctx, p.client, p.endpoint(d), h, "application/json", b)
-	if err != nil {
-		return nil, err
-	}
 	if stream {
+		resp, err := post(ctx, p.tr.client, p.endpoint(d), h, "application/json", b)
+		if err != nil {
+			return nil, err
+		}
 		return &result{stream: &anthropicStream{body: resp.Body, sse: newSSEReader(resp.Body), model: d.ModelName, created: time.Now().Unix()}}, nil
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := p.tr.call(ctx, d, p.endpoint(d), h, "application/json", b)
 	if err != nil {
-		return nil, &UpstreamError{Err: err}
+		return nil, err
 	}
 	var m anthropicMessage
 	if err := json.Unmarshal(raw, &m); err != nil {

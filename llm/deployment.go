@@ -86,6 +86,7 @@ type Deployment struct {
 	// credentials leaves them nil and they are computed per call).
 	modelJSON json.RawMessage // Model as a JSON string
 	logMeta   [2][]byte       // spend log metadata for a call to ModelName, not streamed and streamed
+	direct    bool            // reachable without a proxy: non-streaming calls may use fasthttp
 
 	inflight  atomic.Int64
 	latency   atomic.Int64 // EWMA of successful call latency, ns; 0: none yet

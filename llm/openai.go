@@ -32,7 +32,7 @@ const defaultAzureAPIVersion = "2024-10-21"
 // openAI speaks OpenAI's wire format: OpenAI itself, Azure OpenAI (deployment URLs and
 // api-version) and any OpenAI-compatible server (vLLM, Ollama, Groq, Mistral, DeepSeek...).
 type openAI struct {
-	client *http.Client
+	tr *transport
 }
 
 func (p *openAI) endpoint(d *Deployment, kind string) string {
@@ -83,17 +83,16 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 	if stream {
 		h.Set("Accept", "text/event-stream")
 	}
-	resp, err := post(ctx, p.client, p.endpoint(d, kind), h, contentType, b)
-	if err != nil {
-		return nil, err
-	}
 	if stream {
+		resp, err := post(ctx, p.tr.client, p.endpoint(d, kind), h, contentType, b)
+		if err != nil {
+			return nil, err
+		}
 		return &result{stream: &openAIStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
 	}
-	defer resp.Body.Close()
-	out, err := readAll(resp)
+	out, err := p.tr.call(ctx, d, p.endpoint(d, kind), h, contentType, b)
 	if err != nil {
-		return nil, &UpstreamError{Err: err}
+		return nil, err
 	}
 	r := &result{body: out}
 	if kind == callImages || kind == callImageEdits {

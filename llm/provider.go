@@ -1,12 +1,15 @@
 package llm
 
 import (
+	"net/url"
+
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/valyala/fasthttp"
 	"io"
 	"net"
 	"net/http"
@@ -93,9 +96,15 @@ func retryable(err error) bool {
 // upstreamError builds an *UpstreamError from a non-2xx response, reading its body.
 func upstreamError(resp *http.Response) *UpstreamError {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	e := &UpstreamError{Status: resp.StatusCode, Message: errorMessage(b)}
-	if s := resp.Header.Get("Retry-After"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil {
+	return upstreamErrorOf(resp.StatusCode, resp.Header.Get("Retry-After"), b)
+}
+
+// upstreamErrorOf builds an *UpstreamError from an error answer's status, Retry-After
+// header and body.
+func upstreamErrorOf(status int, retryAfter string, body []byte) *UpstreamError {
+	e := &UpstreamError{Status: status, Message: errorMessage(body)}
+	if retryAfter != "" {
+		if n, err := strconv.Atoi(retryAfter); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
 		}
 	}
@@ -144,6 +153,100 @@ func post(ctx context.Context, client *http.Client, url string, header http.Head
 		return nil, upstreamError(resp)
 	}
 	return resp, nil
+}
+
+// transport sends provider requests. Non-streaming calls to a deployment reachable without
+// a proxy go through fast (fasthttp: the caller's goroutine does the I/O, where net/http
+// hands each request to two more goroutines per connection, which costs more than the
+// rest of a completion's handling); streams, proxied providers and calls with a
+// Config.HTTPClient go through client.
+type transport struct {
+	client *http.Client
+	fast   *fasthttp.Client // nil: every call through client
+}
+
+// fastMaxWait bounds a fast call whose context has no deadline.
+const fastMaxWait = 10 * time.Minute
+
+// newFastClient is the fasthttp client for providers: connections kept per host like
+// net/http's pool, waiting (not failing) when all are busy.
+func newFastClient() *fasthttp.Client {
+	return &fasthttp.Client{
+		Name:                "toolgate",
+		MaxConnsPerHost:     4096,
+		MaxConnWaitTimeout:  time.Minute,
+		MaxIdleConnDuration: 90 * time.Second,
+		ReadBufferSize:      16 << 10, // a response's headers must fit
+		DialDualStack:       true,
+	}
+}
+
+// call sends a non-streaming request and returns the answer's body, or an *UpstreamError.
+func (t *transport) call(ctx context.Context, d *Deployment, url string, header http.Header, contentType string, body []byte) ([]byte, error) {
+	if t.fast != nil && d.direct {
+		return fastPost(ctx, t.fast, url, header, contentType, body)
+	}
+	resp, err := post(ctx, t.client, url, header, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := readAll(resp)
+	if err != nil {
+		return nil, &UpstreamError{Err: err}
+	}
+	return out, nil
+}
+
+// fastPost sends a request with fasthttp, in the caller's goroutine, until ctx's deadline.
+// fasthttp takes no context: a caller that goes away is noticed when the provider has
+// answered (or the deadline passed), and the call then counts as cancelled, as with
+// net/http. Until then the call holds its place in the caller's parallel-request limit,
+// so going away early cannot be used to run more calls at once than the limit allows.
+func fastPost(ctx context.Context, c *fasthttp.Client, url string, header http.Header, contentType string, body []byte) ([]byte, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(http.MethodPost)
+	req.Header.SetContentType(contentType)
+	for k, v := range header {
+		if len(v) > 0 {
+			req.Header.Set(k, v[0])
+		}
+	}
+	req.SetBodyRaw(body)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(fastMaxWait)
+	}
+	err := c.DoDeadline(req, resp, deadline)
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, &UpstreamError{Err: cerr}
+	}
+	if err != nil {
+		return nil, &UpstreamError{Err: err}
+	}
+	if st := resp.StatusCode(); st/100 != 2 {
+		b := resp.Body()
+		if len(b) > 64<<10 {
+			b = b[:64<<10]
+		}
+		return nil, upstreamErrorOf(st, string(resp.Header.Peek("Retry-After")), b)
+	}
+	return append([]byte(nil), resp.Body()...), nil
+}
+
+// reachableDirectly reports whether calls to rawURL go to the provider itself: no
+// HTTP_PROXY, HTTPS_PROXY or NO_PROXY setting sends them through a proxy.
+func reachableDirectly(proxy func(*url.URL) (*url.URL, error), rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	p, err := proxy(u)
+	return err == nil && p == nil
 }
 
 // readAll reads a response body whole, into one buffer of the announced length when there

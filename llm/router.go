@@ -348,12 +348,25 @@ func (r *Router) route(ctx context.Context, model string, stream bool, override 
 			} else if d.Timeout > 0 {
 				to = d.Timeout
 			}
-			actx, cancel := context.WithCancel(ctx)
-			timer := time.AfterFunc(to, cancel)
+			var actx context.Context
+			var cancel context.CancelFunc
+			var timer *time.Timer
+			if stream {
+				// The timeout is for the answer to start: a stream may run on past it.
+				actx, cancel = context.WithCancel(ctx)
+				timer = time.AfterFunc(to, cancel)
+			} else {
+				actx, cancel = context.WithTimeout(ctx, to)
+			}
 			at := &attempt{d: d, r: r, start: r.now(), adm: adm, cancel: cancel}
 			d.inflight.Add(1)
 			err := call(actx, target)
-			timedOut := !timer.Stop()
+			var timedOut bool
+			if timer != nil {
+				timedOut = !timer.Stop()
+			} else {
+				timedOut = errors.Is(actx.Err(), context.DeadlineExceeded)
+			}
 			if err == nil {
 				return at, nil
 			}

@@ -1,10 +1,13 @@
 package llm
 
 import (
+	"net/url"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/net/http/httpproxy"
 	"io"
 	"log/slog"
 	"mime"
@@ -90,7 +93,8 @@ type Server struct {
 	anth    *anthropic
 	mux     *http.ServeMux
 	static  []*Deployment
-	ownTr   *http.Transport // the transport New made, closed by Close; nil with Config.HTTPClient
+	ownTr   *http.Transport                  // the transport New made, closed by Close; nil with Config.HTTPClient
+	proxy   func(*url.URL) (*url.URL, error) // HTTP_PROXY, HTTPS_PROXY, NO_PROXY as New found them
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -125,17 +129,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ModelStore != nil && cfg.Sealer == nil {
 		return nil, errors.New("llm: Config.Sealer is required with ModelStore")
 	}
-	client := cfg.HTTPClient
-	if client == nil {
+	tr := &transport{client: cfg.HTTPClient}
+	// The proxy settings are read once, here, for both clients: a deployment either goes
+	// through a proxy (net/http, always) or straight to the provider.
+	s.proxy = httpproxy.FromEnvironment().ProxyFunc()
+	if tr.client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 1024
 		t.MaxIdleConnsPerHost = 256
 		t.ResponseHeaderTimeout = 0
-		client = &http.Client{Transport: t}
+		t.Proxy = func(r *http.Request) (*url.URL, error) { return s.proxy(r.URL) }
+		tr.client = &http.Client{Transport: t}
+		tr.fast = newFastClient()
 		s.ownTr = t
 	}
-	s.openai = &openAI{client: client}
-	s.anth = &anthropic{client: client}
+	s.openai = &openAI{tr: tr}
+	s.anth = &anthropic{tr: tr}
 	var errs []error
 	r, err := newRouter(cfg.Router, s.limiter, s.now)
 	if err != nil {
@@ -176,6 +185,11 @@ func (s *Server) deployment(mc ModelConfig, source string) (*Deployment, error) 
 		d.prov = s.openai
 	}
 	d.modelJSON, _ = json.Marshal(d.Model)
+	if d.Provider == "anthropic" {
+		d.direct = reachableDirectly(s.proxy, s.anth.endpoint(d))
+	} else {
+		d.direct = reachableDirectly(s.proxy, s.openai.endpoint(d, callChat))
+	}
 	for i, stream := range []bool{false, true} {
 		d.logMeta[i] = callMeta(d, d.ModelName, stream)
 	}

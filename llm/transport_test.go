@@ -1,0 +1,44 @@
+package llm_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/toolgate/toolgate/llm"
+)
+
+// TestProxyFromEnvironment: with HTTP_PROXY set, calls to a provider that is not exempt
+// (NO_PROXY, loopback) go through the proxy: the fast client, which knows no proxies, is
+// only used for providers reached directly.
+func TestProxyFromEnvironment(t *testing.T) {
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Host != "provider.invalid" || r.URL.Path != "/v1/chat/completions" {
+			http.Error(w, "unexpected "+r.URL.String(), http.StatusBadGateway)
+			return
+		}
+		proxied.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"via proxy"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+	}))
+	defer proxy.Close()
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "")
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", "http://provider.invalid/v1", nil)}})
+	resp, body := h.post("/v1/chat/completions", chat("gpt"))
+	if resp.StatusCode != 200 || proxied.Load() != 1 {
+		t.Fatalf("through HTTP_PROXY: %d %s; proxy saw %d calls, want 1", resp.StatusCode, body, proxied.Load())
+	}
+
+	// A provider on loopback is reached directly even with HTTP_PROXY set, as net/http does.
+	up := newFakeOpenAI(t)
+	h = newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 || up.calls.Load() != 1 || proxied.Load() != 1 {
+		t.Errorf("loopback provider: %d %s; provider %d calls, proxy %d", resp.StatusCode, body, up.calls.Load(), proxied.Load())
+	}
+}
