@@ -11,7 +11,9 @@
 // caller's model list, the caller's rate limits (llm/budget.Limiter), a budget reservation
 // (llm/budget.Manager) of the worst case the model can cost, the Router (deployments,
 // retries, fallbacks, cooldown), then the actual cost committed and one spend log row
-// queued. A failed or cancelled call releases its reservation.
+// queued. A failed or cancelled call releases its reservation (a non-streaming call sees
+// its caller's cancellation when the provider answers: fasthttp, which carries those
+// calls, takes no context).
 //
 // The outbound body is the caller's: only "model" is rewritten to the deployment's model
 // and the gateway's own fields (metadata, tags, and client-side credentials when allowed)
