@@ -242,7 +242,7 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the model refresh and closes idle provider connections.
+// Close stops the model refresh and closes idle provider connections (of both clients).
 func (s *Server) Close() error {
 	s.mu.Lock()
 	cancel := s.cancel
@@ -253,6 +253,9 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	if s.ownTr != nil {
 		s.ownTr.CloseIdleConnections()
+	}
+	if f := s.openai.tr.fast; f != nil {
+		f.CloseIdleConnections()
 	}
 	return nil
 }
