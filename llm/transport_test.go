@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/toolgate/toolgate/llm"
 )
@@ -40,5 +41,35 @@ func TestProxyFromEnvironment(t *testing.T) {
 	h = newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
 	if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 || up.calls.Load() != 1 || proxied.Load() != 1 {
 		t.Errorf("loopback provider: %d %s; provider %d calls, proxy %d", resp.StatusCode, body, up.calls.Load(), proxied.Load())
+	}
+}
+
+// TestProviderRetryAfterHonoured: a provider's 429 with Retry-After makes the retry on the
+// same deployment wait that long, whichever client carried the call.
+func TestProviderRetryAfterHonoured(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"message":"slow down","type":"rate_limit_error"}}`)
+			return
+		}
+		fmt.Fprint(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+	}))
+	defer up.Close()
+	one := 1
+	// A 429 cools the deployment down; a short cooldown lets the retry use it again.
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)},
+		router: llm.RouterSettings{NumRetries: &one, RetryAfter: 0.001, CooldownTime: 0.001}})
+	start := time.Now()
+	resp, body := h.post("/v1/chat/completions", chat("gpt"))
+	if resp.StatusCode != 200 || calls.Load() != 2 {
+		t.Fatalf("status %d after %d calls: %s", resp.StatusCode, calls.Load(), body)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Errorf("retried after %v; the provider asked for 1s", waited)
 	}
 }
