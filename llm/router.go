@@ -40,7 +40,7 @@ type RouterSettings struct {
 	// CooldownTime is how long, in seconds, a failing deployment is skipped. If zero, 5.
 	CooldownTime float64 `json:"cooldown_time" yaml:"cooldown_time"`
 	// AllowedFails is how many consecutive failures put a deployment in cooldown; a 429
-	// does at once. If zero, 3.
+	// does at once when its model name has other deployments. If zero, 3.
 	AllowedFails int `json:"allowed_fails" yaml:"allowed_fails"`
 	// RetryAfter is the base backoff, in seconds, between attempts (doubled each time, and
 	// at least the provider's Retry-After when the same deployment is retried). If zero, 0.1.
@@ -289,10 +289,14 @@ func (r *Router) success(d *Deployment, lat time.Duration) {
 	d.latency.Store(old + (int64(lat)-old)/5)
 }
 
+// failure counts a failed attempt on d and cools d down after allowed_fails in a row, or at
+// once when the provider rate-limited it and its model name has other deployments to take
+// the load (as LiteLLM does: with one deployment, cooling it down would only turn the
+// retry the provider's Retry-After asks for into an error).
 func (r *Router) failure(d *Deployment, err error) {
 	n := d.fails.Add(1)
 	var ue *UpstreamError
-	rateLimited := errors.As(err, &ue) && ue.Status == http.StatusTooManyRequests
+	rateLimited := errors.As(err, &ue) && ue.Status == http.StatusTooManyRequests && len(r.deployments(d.ModelName)) > 1
 	if rateLimited || n >= r.allowed {
 		d.coolUntil.Store(r.now().Add(r.cooldown).UnixNano())
 		d.fails.Store(0)

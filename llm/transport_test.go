@@ -45,7 +45,8 @@ func TestProxyFromEnvironment(t *testing.T) {
 }
 
 // TestProviderRetryAfterHonoured: a provider's 429 with Retry-After makes the retry on the
-// same deployment wait that long, whichever client carried the call.
+// same deployment wait that long, whichever client carried the call, and a model with one
+// deployment is retried rather than cooled down.
 func TestProviderRetryAfterHonoured(t *testing.T) {
 	var calls atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,9 +62,9 @@ func TestProviderRetryAfterHonoured(t *testing.T) {
 	}))
 	defer up.Close()
 	one := 1
-	// A 429 cools the deployment down; a short cooldown lets the retry use it again.
+	// The only deployment of its model is not cooled down by a 429, so the retry can use it.
 	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)},
-		router: llm.RouterSettings{NumRetries: &one, RetryAfter: 0.001, CooldownTime: 0.001}})
+		router: llm.RouterSettings{NumRetries: &one, RetryAfter: 0.001}})
 	start := time.Now()
 	resp, body := h.post("/v1/chat/completions", chat("gpt"))
 	if resp.StatusCode != 200 || calls.Load() != 2 {
