@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -170,15 +171,40 @@ const fastMaxWait = 10 * time.Minute
 
 // newFastClient is the fasthttp client for providers: connections kept per host like
 // net/http's pool, waiting (not failing) when all are busy.
+//
+// Providers close idle keep-alive connections on their own schedule (uvicorn, in front of
+// vLLM, after 5 seconds). net/http notices such a close while the connection is idle;
+// fasthttp notices when it next sends on it, and the send fails before any answer. Such a
+// failure is retried on another connection. After an idle close the provider never read
+// the request; only a provider that drops a connection in the middle of a request (before
+// answering a byte) may see that request twice.
 func newFastClient() *fasthttp.Client {
-	return &fasthttp.Client{
-		Name:                "toolgate",
-		MaxConnsPerHost:     4096,
-		MaxConnWaitTimeout:  time.Minute,
-		MaxIdleConnDuration: 90 * time.Second,
-		ReadBufferSize:      16 << 10, // a response's headers must fit
-		DialDualStack:       true,
+	c := &fasthttp.Client{
+		Name:                      "toolgate",
+		MaxConnsPerHost:           4096,
+		MaxConnWaitTimeout:        time.Minute,
+		MaxIdleConnDuration:       30 * time.Second,
+		ReadBufferSize:            16 << 10, // a response's headers must fit
+		DialDualStack:             true,
+		MaxIdemponentCallAttempts: 4,
 	}
+	c.RetryIfErr = func(_ *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
+		if !closedBeforeAnswer(err) {
+			return false, false
+		}
+		// The other connections that sat idle as long are likely closed too: drop them, so
+		// the retry (and the calls after it) dial afresh.
+		c.CloseIdleConnections()
+		return false, true
+	}
+	return c
+}
+
+// closedBeforeAnswer reports whether err means the connection was closed or reset before
+// any of the answer arrived.
+func closedBeforeAnswer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // call sends a non-streaming request and returns the answer's body, or an *UpstreamError.

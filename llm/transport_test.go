@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/toolgate/toolgate/internal/loadtest"
 	"github.com/toolgate/toolgate/llm"
 )
 
@@ -72,5 +74,43 @@ func TestProviderRetryAfterHonoured(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 900*time.Millisecond {
 		t.Errorf("retried after %v; the provider asked for 1s", waited)
+	}
+}
+
+// TestProviderClosesIdleConnections: providers close idle keep-alive connections after a
+// few seconds (uvicorn, behind vLLM, after 5); a call after that must not fail on the
+// closed connection, even with no router retries.
+func TestProviderClosesIdleConnections(t *testing.T) {
+	up := httptest.NewUnstartedServer(loadtest.Provider())
+	up.Config.IdleTimeout = 20 * time.Millisecond
+	up.Start()
+	defer up.Close()
+	zero := 0
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}, router: llm.RouterSettings{NumRetries: &zero}})
+	for i := range 5 {
+		if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 {
+			t.Fatalf("call %d after the provider closed the idle connection: %d %s", i, resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A burst after an idle spell meets many closed connections at once.
+	for round := range 3 {
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 {
+					failed.Add(1)
+					t.Logf("%d %s", resp.StatusCode, body)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			t.Fatalf("round %d: %d of 16 concurrent calls failed after the provider closed idle connections", round, n)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
