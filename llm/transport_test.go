@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,5 +113,35 @@ func TestProviderClosesIdleConnections(t *testing.T) {
 			t.Fatalf("round %d: %d of 16 concurrent calls failed after the provider closed idle connections", round, n)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLargeAndChunkedAnswers: long answers, sent with a length or chunked, arrive whole
+// and their usage is read.
+func TestLargeAndChunkedAnswers(t *testing.T) {
+	long := strings.Repeat("word ", 60000) // 300 KB of content
+	answer := `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + long + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":60000,"total_tokens":60003}}`
+	for _, chunked := range []bool{false, true} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			if !chunked {
+				w.Header().Set("Content-Length", fmt.Sprint(len(answer)))
+			}
+			for i := 0; i < len(answer); i += 7000 { // several writes: chunks when no length is set
+				_, _ = io.WriteString(w, answer[i:min(i+7000, len(answer))])
+				w.(http.Flusher).Flush()
+			}
+		}))
+		h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+		resp, body := h.post("/v1/chat/completions", chat("gpt"))
+		up.Close()
+		if resp.StatusCode != 200 || string(body) != answer {
+			t.Fatalf("chunked %v: status %d, %d bytes, want the %d-byte answer", chunked, resp.StatusCode, len(body), len(answer))
+		}
+		h.flush()
+		if l := h.logs(); len(l) != 1 || l[0].CompletionTokens != 60000 {
+			t.Errorf("chunked %v: spend log %+v, want 60000 completion tokens", chunked, l)
+		}
 	}
 }
