@@ -28,7 +28,7 @@ func TestProxyFromEnvironment(t *testing.T) {
 		proxied.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"via proxy"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+		_, _ = io.WriteString(w, loadtest.Answer)
 	}))
 	defer proxy.Close()
 	t.Setenv("HTTP_PROXY", proxy.URL)
@@ -61,7 +61,7 @@ func TestProviderRetryAfterHonoured(t *testing.T) {
 			fmt.Fprint(w, `{"error":{"message":"slow down","type":"rate_limit_error"}}`)
 			return
 		}
-		fmt.Fprint(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+		_, _ = io.WriteString(w, loadtest.Answer)
 	}))
 	defer up.Close()
 	one := 1
