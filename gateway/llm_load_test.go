@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/toolgate/toolgate/internal/loadtest"
+	"github.com/toolgate/toolgate/internal/logbuf"
 )
 
 // TestLLMLoad is the whole-gateway load run behind the README's performance table: the
@@ -29,8 +31,15 @@ func TestLLMLoad(t *testing.T) {
 	sp := httptest.NewServer(loadtest.StreamingProvider())
 	defer sp.Close()
 	price := map[string]any{"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	logs := logbuf.New(logFile, 0, 0) // the binary's default buffering
+	defer logs.Close()
 	g := newTestGateway(t, func(c *Config) {
-		c.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil)) // request log on, at Info
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil)) // request log on, at Info, as the binary writes it
 		c.ModelList = []map[string]any{
 			{"model_name": "gpt", "litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": up.URL, "api_key": "sk-up"}, "model_info": price},
 			{"model_name": "gpt-stream", "litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": sp.URL, "api_key": "sk-up"}, "model_info": price},

@@ -41,6 +41,7 @@ type Config struct {
 	ShutdownGrace         time.Duration // general_settings.shutdown_grace, TOOLGATE_SHUTDOWN_GRACE; default 15s
 	SpendBatchWindow      time.Duration // general_settings.proxy_batch_write_at (seconds); default 1s; 0: off
 	LogLevel              string        // TOOLGATE_LOG_LEVEL: debug, info, warn, error; default info
+	LogFlushInterval      time.Duration // general_settings.log_flush_interval, TOOLGATE_LOG_FLUSH_INTERVAL; default 100ms; 0: every line at once
 	Tracing               bool          // litellm_settings.callbacks: [otel] or OTEL_EXPORTER_OTLP_ENDPOINT; default off
 
 	OAuth             gateway.OAuthConfig // general_settings: public_url, authorization_server, jwt_auth, ...
@@ -92,6 +93,7 @@ func defaultConfig() Config {
 		ShutdownGrace:         15 * time.Second,
 		SpendBatchWindow:      time.Second,
 		LogLevel:              "info",
+		LogFlushInterval:      100 * time.Millisecond,
 	}
 }
 
@@ -109,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		errs = append(errs, errors.New("shutdown grace must not be negative"))
+	}
+	if c.LogFlushInterval < 0 || c.LogFlushInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("log flush interval %v: want 0 (every line at once) to 1m", c.LogFlushInterval))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -282,6 +287,14 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	}
 	if v := getenv("TOOLGATE_LOG_LEVEL"); v != "" {
 		cfg.LogLevel = strings.ToLower(v)
+	}
+	if v := getenv("TOOLGATE_LOG_FLUSH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TOOLGATE_LOG_FLUSH_INTERVAL=%q: %v", v, err))
+		} else {
+			cfg.LogFlushInterval = d
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -469,6 +482,11 @@ func parseConfigFile(cfg *Config, data []byte, getenv func(string) string) error
 			var s string
 			if err = n.Decode(&s); err == nil {
 				cfg.ShutdownGrace, err = time.ParseDuration(s)
+			}
+		case "log_flush_interval":
+			var s string
+			if err = n.Decode(&s); err == nil {
+				cfg.LogFlushInterval, err = time.ParseDuration(s)
 			}
 		default:
 			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config: general_settings.%s is not used by toolgate", k))

@@ -13,9 +13,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/toolgate/toolgate/internal/logbuf"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -65,8 +68,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 
 	m := NewMain(cfg)
+	if cfg.LogFlushInterval > 0 {
+		// Log lines go out in blocks, not one write each; warnings and errors, the master
+		// key and this function's own messages flush what waits first.
+		logs := logbuf.New(stderr, cfg.LogFlushInterval, 0)
+		defer logs.Close()
+		stderr = logs.Direct()
+		m.Logger = slog.New(logbuf.Handler(newLogHandler(logs, cfg.LogLevel), logs, slog.LevelWarn))
+	} else {
+		m.Logger = newLogger(stderr, cfg.LogLevel)
+	}
 	m.Stderr = stderr
-	m.Logger = newLogger(stderr, cfg.LogLevel)
 	m.Getenv = getenv
 	// Catch signals before serving: a SIGHUP that arrives once the port answers must reload,
 	// not kill the process (the default action).

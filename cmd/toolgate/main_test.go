@@ -335,3 +335,56 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestLogLinesBufferedUntilWarningOrExit: with log_flush_interval set, info lines (the
+// access log) wait in the buffer; an error flushes them, in order, and exit flushes the rest.
+func TestLogLinesBufferedUntilWarningOrExit(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, []byte("general_settings:\n  log_flush_interval: 1m\nmcp_servers: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := env(map[string]string{"TOOLGATE_MASTER_KEY": "sk-logbuf-test", "DATABASE_URL": "sqlite:" + filepath.Join(dir, "t.db")})
+	base, stderr, code := serveInBackground(t, file, e)
+	if c, _ := get(t, base+"/health/readiness", ""); c != 200 {
+		t.Fatalf("readiness %d", c)
+	}
+	if s := stderr.String(); strings.Contains(s, `"path":"/health/readiness"`) {
+		t.Fatalf("an access-log line was written at once with a 1m flush interval:\n%s", s)
+	}
+	if err := os.WriteFile(file, []byte("mcp_servers: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "reload failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reload error was not written at once; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := stderr.String()
+	listening, access, failed := strings.Index(s, "toolgate listening"), strings.Index(s, `"path":"/health/readiness"`), strings.Index(s, "reload failed")
+	if listening < 0 || access < 0 || !(listening < access && access < failed) {
+		t.Fatalf("want the buffered lines, then the error; stderr:\n%s", s)
+	}
+	if c, _ := get(t, base+"/health/liveliness", ""); c != 200 {
+		t.Fatalf("liveliness %d", c)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after SIGTERM")
+	}
+	if s := stderr.String(); !strings.Contains(s, `"path":"/health/liveliness"`) || !strings.Contains(s, "shutting down") {
+		t.Fatalf("lines logged before exit were lost; stderr:\n%s", s)
+	}
+}

@@ -129,11 +129,16 @@ func NewMain(cfg Config) *Main {
 
 // newLogger returns a JSON logger writing to w at level (debug, info, warn, error).
 func newLogger(w io.Writer, level string) *slog.Logger {
+	return slog.New(newLogHandler(w, level))
+}
+
+// newLogHandler returns the JSON handler of newLogger.
+func newLogHandler(w io.Writer, level string) slog.Handler {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
 }
 
 // Run opens the store, starts the gateway and begins serving. It returns once the listener
