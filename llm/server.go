@@ -637,8 +637,9 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 	for {
 		chunk, err := st.next()
 		if errors.Is(err, io.EOF) {
+			// Not flushed here: the handler's return sends it with the end of the chunked
+			// body, in one write instead of two.
 			_, _ = io.WriteString(w, "data: [DONE]\n\n")
-			_ = rc.Flush()
 			return "success"
 		}
 		if err != nil {
