@@ -30,6 +30,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"gopkg.in/yaml.v3"
 
 	gwpkg "github.com/toolgate/toolgate/gateway"
 	oauthpkg "github.com/toolgate/toolgate/oauth"
@@ -279,7 +280,8 @@ func startGateway(tb testing.TB, dir string, ups ...upstreamConfig) *gateway {
 
 // startGatewayBinary starts the toolgate binary fronting ups; with oauth it also serves the
 // built-in authorization server, its public URL being the gateway's own loopback address.
-func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfig, oauth bool) *gateway {
+// Models, when given, are its model_list.
+func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfig, oauth bool, models ...map[string]any) *gateway {
 	tb.Helper()
 	port := freePort(tb)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -297,6 +299,13 @@ func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfi
 			cfg.WriteString("    allow_keyless: true\n")
 		}
 	}
+	if len(models) > 0 {
+		b, err := yaml.Marshal(map[string]any{"model_list": models})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Write(b)
+	}
 	cfgPath := filepath.Join(dir, "toolgate.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
 		tb.Fatal(err)
@@ -311,7 +320,7 @@ func startGatewayBinary(tb testing.TB, bin, dir, key string, ups []upstreamConfi
 }
 
 // startGatewayInProcess is startGatewayBinary with the gateway package in this process.
-func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig, oauth bool) *gateway {
+func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig, oauth bool, models ...map[string]any) *gateway {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.New(filepath.Join(dir, "toolgate.db"))
@@ -341,6 +350,7 @@ func startGatewayInProcess(tb testing.TB, dir, key string, ups []upstreamConfig,
 		Logger:     slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MasterKey:  key,
 		MCPServers: servers,
+		ModelList:  models,
 	}
 	if oauth {
 		cfg.OAuth = gwpkg.OAuthConfig{PublicURL: base, AuthorizationServer: true,

@@ -1,0 +1,67 @@
+// openai-sdk.mjs drives toolgate's LLM routes with OpenAI's official JavaScript SDK, the
+// way an application would after changing only its base URL and key. It prints one JSON
+// object with what each call returned, then calls until the key's budget refuses, and
+// reports that error as the SDK surfaced it.
+//
+// usage: node openai-sdk.mjs BASE_URL API_KEY
+import OpenAI from 'openai';
+
+const [base, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL: base + '/v1', apiKey, maxRetries: 0, timeout: 20_000 });
+const out = {};
+const messages = [{ role: 'user', content: 'Say hello.' }];
+
+try {
+  const { data: chat, response } = await client.chat.completions
+    .create({
+      model: 'gpt',
+      messages,
+      max_tokens: 16,
+      tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } }],
+    })
+    .withResponse();
+  out.chat = {
+    content: chat.choices[0].message.content,
+    finish: chat.choices[0].finish_reason,
+    usage: chat.usage,
+    callID: response.headers.get('x-litellm-call-id'),
+  };
+
+  const stream = await client.chat.completions.create({
+    model: 'gpt',
+    messages,
+    max_tokens: 16,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '';
+  let usage = null;
+  let chunks = 0;
+  for await (const c of stream) {
+    chunks++;
+    text += c.choices[0]?.delta?.content ?? '';
+    if (c.usage) usage = c.usage;
+  }
+  out.stream = { text, usage, chunks };
+
+  const emb = await client.embeddings.create({ model: 'emb', input: 'hello' });
+  out.embedding = { dims: emb.data[0].embedding.length, usage: emb.usage };
+
+  const models = [];
+  for await (const m of client.models.list()) models.push(m.id);
+  out.models = models.sort();
+
+  out.calls = 0;
+  for (;;) {
+    await client.chat.completions.create({ model: 'gpt', messages, max_tokens: 16 });
+    out.calls++;
+    if (out.calls > 100) throw new Error('the budget never refused a call');
+  }
+} catch (err) {
+  if (err instanceof OpenAI.APIError) {
+    out.refused = { status: err.status, type: err.type, code: err.code, message: err.message };
+  } else {
+    out.failure = String(err?.stack ?? err);
+  }
+}
+console.log(JSON.stringify(out));
