@@ -356,3 +356,52 @@ func TestImageEditsThroughGateway(t *testing.T) {
 		t.Errorf("key spend %v, want 2 images x 0.25", b.Spend)
 	}
 }
+
+// TestMessagesThroughGateway: Anthropic clients (Claude Code with ANTHROPIC_BASE_URL, the
+// Anthropic SDKs) send their key in x-api-key; on /v1/messages a virtual key there is
+// accepted and charged, and it never reaches the provider. Elsewhere x-api-key is not a
+// gateway credential.
+func TestMessagesThroughGateway(t *testing.T) {
+	var gotKey string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotKey = r.Header.Get("x-api-key")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5}}`)
+	}))
+	defer up.Close()
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{
+			"model_name":     "claude",
+			"litellm_params": map[string]any{"model": "anthropic/claude-x", "api_base": up.URL, "api_key": "sk-ant-upstream"},
+			"model_info":     map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02},
+		}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "anthropic-client", "max_budget": 10}), 200)["key"].(string)
+	body := `{"model":"claude","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`
+	r := g.do(t, "POST", "/v1/messages", body, "x-api-key", key, "anthropic-version", "2023-06-01", "Content-Type", "application/json")
+	if r.status != 200 {
+		t.Fatalf("/v1/messages with x-api-key: %d %s", r.status, r.body)
+	}
+	if gotKey != "sk-ant-upstream" {
+		t.Errorf("provider got x-api-key %q, want the deployment's", gotKey)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "anthropic-client")})
+		if err == nil && math.Abs(b.Spend-0.2) < 1e-9 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key budget %+v (%v), want spend 10×0.01 + 5×0.02 = 0.2", b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := g.do(t, "POST", "/v1/messages", body, "x-api-key", "sk-not-a-key", "Content-Type", "application/json"); r.status != 401 {
+		t.Errorf("/v1/messages with a wrong x-api-key: %d %s, want 401", r.status, r.body)
+	}
+	chat := `{"model":"claude","messages":[{"role":"user","content":"hi"}]}`
+	if r := g.do(t, "POST", "/v1/chat/completions", chat, "x-api-key", key, "Content-Type", "application/json"); r.status != 401 {
+		t.Errorf("/v1/chat/completions with only x-api-key: %d %s, want 401", r.status, r.body)
+	}
+}

@@ -38,6 +38,9 @@ func (p *anthropic) endpoint(d *Deployment) string {
 }
 
 func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error) {
+	if kind == callMessages {
+		return p.messages(ctx, d, body, stream)
+	}
 	if kind != callChat {
 		return nil, &requestError{status: http.StatusBadRequest, param: "model", msg: fmt.Sprintf("model %s does not support %s", d.ModelName, kind)}
 	}
@@ -549,6 +552,131 @@ func (s *anthropicStream) usage() (Usage, bool) {
 func (s *anthropicStream) pending() bool { return s.sse.buffered() }
 
 func (s *anthropicStream) close() error {
+	err := s.body.Close()
+	s.sse.release()
+	return err
+}
+
+// notNative is the error for a Messages API call routed to a deployment that does not
+// speak it.
+func notNative(d *Deployment) error {
+	return &requestError{status: http.StatusBadRequest, param: "model",
+		msg: fmt.Sprintf("model %s is served by %s, and /v1/messages serves only anthropic/* deployments", d.ModelName, d.Provider)}
+}
+
+// messages sends a Messages API request as it came (model already the deployment's), with
+// the caller's anthropic-version and anthropic-beta, and returns the answer as it came.
+func (p *anthropic) messages(ctx context.Context, d *Deployment, body *reqBody, stream bool) (*result, error) {
+	b, _ := body.encode()
+	h := make(http.Header, 4)
+	h.Set("x-api-key", d.APIKey)
+	h.Set("anthropic-version", anthropicVersion)
+	if v := body.header.Get("anthropic-version"); v != "" {
+		h.Set("anthropic-version", v)
+	}
+	if v := body.header.Values("anthropic-beta"); len(v) > 0 {
+		h["Anthropic-Beta"] = v
+	}
+	if stream {
+		h.Set("Accept", "text/event-stream")
+		resp, err := post(ctx, p.tr.client, p.endpoint(d), h, "application/json", b)
+		if err != nil {
+			return nil, err
+		}
+		return &result{native: true, stream: &messagesStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
+	}
+	raw, err := p.tr.call(ctx, d, p.endpoint(d), h, "application/json", b)
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Usage anUsage `json:"usage"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable Anthropic answer"}
+	}
+	return &result{native: true, body: raw, usage: m.Usage.openAI()}, nil
+}
+
+// messagesStream passes a Messages API stream through event by event, reading the usage
+// from message_start (input) and message_delta (output).
+type messagesStream struct {
+	body io.ReadCloser
+	sse  *sseReader
+	buf  []byte
+
+	in        anUsage
+	out       int64
+	gotUsage  bool
+	contentSz int
+	done      bool
+}
+
+func (s *messagesStream) next() ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	typ, data, err := s.sse.event()
+	if err != nil {
+		return nil, err
+	}
+	var ev struct {
+		Type    string `json:"type"`
+		Message *struct {
+			Usage anUsage `json:"usage"`
+		} `json:"message"`
+		Usage *anUsage `json:"usage"`
+	}
+	_ = json.Unmarshal(data, &ev)
+	if ev.Type == "" {
+		ev.Type = typ
+	}
+	switch ev.Type {
+	case "message_start":
+		if ev.Message != nil {
+			s.in, s.out = ev.Message.Usage, ev.Message.Usage.OutputTokens
+		}
+	case "content_block_delta":
+		s.contentSz += len(data)
+	case "message_delta":
+		if ev.Usage != nil {
+			s.out = ev.Usage.OutputTokens
+			s.gotUsage = true
+			// Newer API versions also report input counts here.
+			if ev.Usage.InputTokens > 0 || ev.Usage.CacheReadInputTokens > 0 || ev.Usage.CacheCreationInputTokens > 0 {
+				s.in.InputTokens = max(s.in.InputTokens, ev.Usage.InputTokens)
+				s.in.CacheReadInputTokens = max(s.in.CacheReadInputTokens, ev.Usage.CacheReadInputTokens)
+				s.in.CacheCreationInputTokens = max(s.in.CacheCreationInputTokens, ev.Usage.CacheCreationInputTokens)
+			}
+		}
+	case "message_stop":
+		s.done = true
+	}
+	s.buf = s.buf[:0]
+	if typ != "" {
+		s.buf = append(append(append(s.buf, "event: "...), typ...), '\n')
+	}
+	s.buf = append(append(append(s.buf, "data: "...), data...), "\n\n"...)
+	return s.buf, nil
+}
+
+func (s *messagesStream) usage() (Usage, bool) {
+	u := s.in
+	u.OutputTokens = s.out
+	ou := u.openAI()
+	if !s.gotUsage {
+		// content_block_delta events carry JSON around the text: a generous estimate.
+		if est := estimateTokens(s.contentSz / 2); est > ou.CompletionTokens {
+			ou.CompletionTokens = est
+			ou.TotalTokens = ou.PromptTokens + est
+		}
+	}
+	return ou, s.gotUsage
+}
+
+func (s *messagesStream) pending() bool { return s.sse.buffered() }
+
+func (s *messagesStream) close() error {
 	err := s.body.Close()
 	s.sse.release()
 	return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ import (
 type reqBody struct {
 	fields []bodyField
 	form   bool // read from, and written as, multipart/form-data
+	// header holds the caller's headers a native passthrough sends on (anthropic-version,
+	// anthropic-beta for /v1/messages); nil otherwise.
+	header http.Header
 }
 
 // bodyField is one top-level field. name is the unescaped name; key is the name as sent,
@@ -234,7 +238,7 @@ func (b *reqBody) flag(name string) bool { return string(b.get(name)) == "true" 
 // (the last one is kept, as get reads it). A form keeps every file part: image[] repeats
 // by design.
 func (b *reqBody) forward(drop []string) *reqBody {
-	out := &reqBody{fields: make([]bodyField, 0, len(b.fields)), form: b.form}
+	out := &reqBody{fields: make([]bodyField, 0, len(b.fields)), form: b.form, header: b.header}
 next:
 	for i, f := range b.fields {
 		for _, d := range drop {

@@ -136,7 +136,28 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		lvl = slog.LevelError
 	}
 	s.log.Log(r.Context(), lvl, "llm request failed", "path", r.URL.Path, "status", status, "err", err)
+	if r.URL.Path == "/v1/messages" {
+		writeJSON(w, status, anthropicError(body))
+		return
+	}
 	writeJSON(w, status, body)
+}
+
+// anthropicErrorBody is Anthropic's error shape, which Messages API clients read.
+type anthropicErrorBody struct {
+	Type  string `json:"type"` // always "error"
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// anthropicError is b in Anthropic's error shape; the type is toolgate's (such as
+// budget_exceeded) where Anthropic has no equivalent.
+func anthropicError(b errorBody) anthropicErrorBody {
+	out := anthropicErrorBody{Type: "error"}
+	out.Error.Type, out.Error.Message = b.Error.Type, b.Error.Message
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -156,6 +156,7 @@ type fakeAnthropic struct {
 	mu       sync.Mutex
 	lastBody map[string]any
 	lastKey  string
+	lastHdr  http.Header
 	toolCall bool
 }
 
@@ -176,7 +177,7 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	_ = json.Unmarshal(b, &body)
 	f.mu.Lock()
-	f.lastBody, f.lastKey = body, r.Header.Get("x-api-key")
+	f.lastBody, f.lastKey, f.lastHdr = body, r.Header.Get("x-api-key"), r.Header.Clone()
 	f.mu.Unlock()
 	if s, _ := body["stream"].(bool); s {
 		w.Header().Set("Content-Type", "text/event-stream")

@@ -68,6 +68,9 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 }
 
 func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBody, stream bool) (*result, error) {
+	if kind == callMessages {
+		return nil, notNative(d)
+	}
 	b, contentType := body.encode()
 	h := make(http.Header, 4)
 	if d.APIKey != "" {

@@ -33,6 +33,9 @@ const (
 	callEmbeddings = "embeddings"
 	callImages     = "images"
 	callImageEdits = "image_edits"
+	// callMessages is Anthropic's Messages API, served natively by anthropic/* deployments:
+	// the body and the answer pass through in Anthropic's wire format.
+	callMessages = "messages"
 )
 
 // provider is one vendor's wire protocol. Implementations are safe for concurrent use.
@@ -45,6 +48,9 @@ type provider interface {
 
 // result is a provider's answer.
 type result struct {
+	// native: body and stream are in the caller's wire format (a Messages API passthrough),
+	// not OpenAI's; stream events are then whole SSE events, written as they are.
+	native bool
 	body   []byte // OpenAI JSON (non-streaming)
 	usage  Usage
 	images int // images returned (image generation)

@@ -295,7 +295,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Paths lists the routes the Server answers, for the gateway's mux.
 var Paths = []string{
 	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
-	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/models", "/models",
+	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/models", "/models",
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
@@ -322,6 +322,7 @@ func (s *Server) routes() {
 	for _, p := range []string{"/v1/images/edits", "/images/edits"} {
 		s.mux.Handle("POST "+p, call(callImageEdits))
 	}
+	s.mux.Handle("POST /v1/messages", call(callMessages))
 	for _, p := range []string{"/v1/models", "/models"} {
 		s.mux.Handle("GET "+p, h(s.serveModels))
 	}
@@ -353,13 +354,13 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 	if ci.model, _ = body.text("model"); ci.model == "" {
 		return nil, badRequest("model", "model is required")
 	}
-	if kind == callChat {
+	if kind == callChat || kind == callMessages {
 		ci.stream = body.flag("stream")
 		msgs := body.get("messages")
 		if len(msgs) == 0 {
 			return nil, badRequest("messages", "messages is required")
 		}
-		ci.prompt = promptTokens(len(msgs)) + promptTokens(len(body.get("tools")))
+		ci.prompt = promptTokens(len(msgs)) + promptTokens(len(body.get("tools"))) + promptTokens(len(body.get("system")))
 		for _, k := range []string{"max_completion_tokens", "max_tokens"} {
 			if n, ok := body.integer(k); ok && n > 0 {
 				ci.maxTokens = n
@@ -494,8 +495,17 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		return &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
 			msg: fmt.Sprintf("key not allowed to access model. This key can only access models=%v. Tried to access %s", c.Models, ci.model)}
 	}
-	if len(s.router.deployments(ci.model)) == 0 {
+	ds := s.router.deployments(ci.model)
+	if len(ds) == 0 {
 		return fmt.Errorf("%w: %s", ErrUnknownModel, ci.model)
+	}
+	if kind == callMessages {
+		for _, d := range ds {
+			if d.Provider != "anthropic" {
+				return notNative(d)
+			}
+		}
+		body.header = r.Header
 	}
 
 	adm, err := s.limiter.Admit(ctx, c.Limits)
@@ -565,7 +575,11 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	status := "success"
 	images := 0
 	if pr.stream != nil {
-		status = s.pipe(w, r, pr.stream)
+		if pr.native {
+			status = s.pipeEvents(w, r, pr.stream)
+		} else {
+			status = s.pipe(w, r, pr.stream)
+		}
 		var reported bool
 		u, reported = pr.stream.usage()
 		if !reported || u.PromptTokens == 0 {
@@ -610,7 +624,7 @@ type callMetadata struct {
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
-	callImageEdits: store.CallImageEdit}
+	callImageEdits: store.CallImageEdit, callMessages: store.CallAnthropicMessages}
 
 func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	if s.cfg.SpendLog == nil {
@@ -658,6 +672,43 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 		}
 		if st.pending() {
 			continue // the next chunk is already here: flush once after it
+		}
+		if err := rc.Flush(); err != nil {
+			return "failure"
+		}
+	}
+}
+
+// pipeEvents streams a native (Messages API) stream to the client: each event as the
+// provider sent it, flushed unless the next is already here. A provider failure mid-stream
+// ends it with an Anthropic error event. It returns "success" or "failure" like pipe.
+func (s *Server) pipeEvents(w http.ResponseWriter, r *http.Request, st chunkStream) string {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	for {
+		ev, err := st.next()
+		if errors.Is(err, io.EOF) {
+			return "success" // the handler's return flushes the last event with the end of the body
+		}
+		if err != nil {
+			if r.Context().Err() == nil {
+				_, body := errorResponse(err, http.Header{})
+				b, _ := json.Marshal(anthropicError(body))
+				_, _ = w.Write(append(append([]byte("event: error\ndata: "), b...), "\n\n"...))
+				_ = rc.Flush()
+				s.log.Warn("llm stream broke off", "err", err)
+			}
+			return "failure"
+		}
+		if _, err := w.Write(ev); err != nil {
+			return "failure"
+		}
+		if st.pending() {
+			continue
 		}
 		if err := rc.Flush(); err != nil {
 			return "failure"

@@ -82,7 +82,10 @@ const (
 	CallEmbedding       = "embedding"
 	CallImageGeneration = "image_generation"
 	CallImageEdit       = "image_edit"
-	CallMCPTool         = "mcp_tool_call"
+	// CallAnthropicMessages is a call to /v1/messages (Anthropic's Messages API), LiteLLM's
+	// "anthropic_messages".
+	CallAnthropicMessages = "anthropic_messages"
+	CallMCPTool           = "mcp_tool_call"
 )
 
 // SpendLog is one row per LLM request or MCP tool call.
