@@ -105,6 +105,77 @@ func (f *fakeClaude) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev("message_stop", `{"type":"message_stop"}`)
 }
 
+// fakeAgentOpenAI is fakeClaude speaking OpenAI's chat completions, for a model on an
+// OpenAI-compatible deployment: the gateway translates Claude Code's Messages API calls.
+type fakeAgentOpenAI struct {
+	mu        sync.Mutex
+	toolUse   int
+	results   []string
+	toolNames []string
+}
+
+func (f *fakeAgentOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Messages []struct {
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+		Tools []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tools"`
+		StreamOptions struct {
+			IncludeUsage bool `json:"include_usage"`
+		} `json:"stream_options"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.URL.Path != "/chat/completions" {
+		http.Error(w, `{"error":{"message":"bad request","type":"invalid_request_error"}}`, http.StatusBadRequest)
+		return
+	}
+	var toolResult, echoTool string
+	if n := len(body.Messages); n > 0 && body.Messages[n-1].Role == "tool" {
+		_ = json.Unmarshal(body.Messages[n-1].Content, &toolResult)
+	}
+	f.mu.Lock()
+	for _, t := range body.Tools {
+		f.toolNames = append(f.toolNames, t.Function.Name)
+		if strings.HasSuffix(t.Function.Name, "__"+goToolEcho) {
+			echoTool = t.Function.Name
+		}
+	}
+	if toolResult != "" {
+		f.results = append(f.results, toolResult)
+	} else if echoTool != "" {
+		f.toolUse++
+	}
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/event-stream")
+	chunk := func(delta, finish string) {
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-fake\",\"choices\":[{\"index\":0,\"delta\":%s,\"finish_reason\":%s}]}\n\n", delta, finish)
+		w.(http.Flusher).Flush()
+	}
+	chunk(`{"role":"assistant","content":""}`, "null")
+	finish := `"stop"`
+	switch {
+	case toolResult != "":
+		text, _ := json.Marshal("The tool answered: " + toolResult)
+		chunk(`{"content":`+string(text)+`}`, "null")
+	case echoTool != "":
+		name, _ := json.Marshal(echoTool)
+		chunk(`{"tool_calls":[{"index":0,"id":"call_fake1","type":"function","function":{"name":`+string(name)+`,"arguments":""}}]}`, "null")
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"{\"message\":\"hello from claude code\"}"}}]}`, "null")
+		finish = `"tool_calls"`
+	default:
+		chunk(`{"content":"ok"}`, "null")
+	}
+	chunk(`{}`, finish)
+	if body.StreamOptions.IncludeUsage {
+		fmt.Fprint(w, "data: {\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-fake\",\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":10,\"total_tokens\":110}}\n\n")
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
 // TestClaudeCodeThroughGateway runs Claude Code headless (`claude -p`) with one toolgate
 // virtual key for both of its connections: its model traffic (ANTHROPIC_BASE_URL, the key
 // in x-api-key) goes to /v1/messages, and its MCP server is the gateway's /mcp/{server}.
@@ -115,13 +186,40 @@ func (f *fakeClaude) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // budget_exceeded, which Claude Code reports.
 func TestClaudeCodeThroughGateway(t *testing.T) {
 	n := requireNode(t)
-	model := &fakeClaude{}
-	up := httptest.NewServer(model)
+	t.Run("anthropic model", func(t *testing.T) {
+		model := &fakeClaude{}
+		claudeCodeRun(t, n, model, "anthropic/claude-fake", func() (int, []string, []string) {
+			model.mu.Lock()
+			defer model.mu.Unlock()
+			for _, k := range model.apiKeys {
+				if k != "sk-provider" {
+					t.Errorf("the provider got x-api-key %q, want only the deployment's key", k)
+				}
+			}
+			return model.toolUse, append([]string(nil), model.results...), append([]string(nil), model.toolNames...)
+		})
+	})
+	// The same through the Messages API to chat completions translation.
+	t.Run("openai-compatible model", func(t *testing.T) {
+		model := &fakeAgentOpenAI{}
+		claudeCodeRun(t, n, model, "openai/gpt-fake", func() (int, []string, []string) {
+			model.mu.Lock()
+			defer model.mu.Unlock()
+			return model.toolUse, append([]string(nil), model.results...), append([]string(nil), model.toolNames...)
+		})
+	})
+}
+
+// claudeCodeRun is TestClaudeCodeThroughGateway with the model served by fake as a
+// deployment of provider/name; stats reports how often the fake called the tool, the tool
+// results it was given and the tool names it was offered.
+func claudeCodeRun(t *testing.T, n nodeEnv, fake http.Handler, deployment string, stats func() (toolUse int, results, toolNames []string)) {
+	up := httptest.NewServer(fake)
 	defer up.Close()
 	dir := t.TempDir()
 	key := fmt.Sprintf("sk-toolgate-conformance-%d", time.Now().UnixNano())
 	models := []map[string]any{{"model_name": "claude-fake",
-		"litellm_params": map[string]any{"model": "anthropic/claude-fake", "api_base": up.URL, "api_key": "sk-ant-provider"},
+		"litellm_params": map[string]any{"model": deployment, "api_base": up.URL, "api_key": "sk-provider"},
 		"model_info":     map[string]any{"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-5, "max_output_tokens": 1000}}}
 	var g *gateway
 	if bin := gatewayBinary(t); bin != "" {
@@ -167,21 +265,12 @@ func TestClaudeCodeThroughGateway(t *testing.T) {
 	}
 
 	res := runClaudePrompt()
+	toolUse, results, toolNames := stats()
 	if res["is_error"] == true || !strings.Contains(fmt.Sprint(res["result"]), "Echo: hello from claude code") {
-		model.mu.Lock()
-		defer model.mu.Unlock()
-		t.Fatalf("claude -p result %v, want the echo tool's answer relayed by the model (tools offered to the model: %v)", res, model.toolNames)
+		t.Fatalf("claude -p result %v, want the echo tool's answer relayed by the model (tools offered to the model: %v)", res, toolNames)
 	}
-	model.mu.Lock()
-	toolUse, results, keys := model.toolUse, append([]string(nil), model.results...), append([]string(nil), model.apiKeys...)
-	model.mu.Unlock()
 	if toolUse < 1 || len(results) < 1 {
 		t.Fatalf("the model was asked %d times to use the tool and got %d results", toolUse, len(results))
-	}
-	for _, k := range keys {
-		if k != "sk-ant-provider" {
-			t.Fatalf("the provider got x-api-key %q, want only the deployment's key", k)
-		}
 	}
 
 	// The key paid for every model call (100 in and 10 out tokens each: 0.00011) and one

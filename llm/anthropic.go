@@ -561,7 +561,7 @@ func (s *anthropicStream) close() error {
 // speak it.
 func notNative(d *Deployment) error {
 	return &requestError{status: http.StatusBadRequest, param: "model",
-		msg: fmt.Sprintf("model %s is served by %s, and /v1/messages serves only anthropic/* deployments", d.ModelName, d.Provider)}
+		msg: fmt.Sprintf("model %s (%s) cannot take a Messages API request untranslated", d.ModelName, d.Provider)}
 }
 
 // messages sends a Messages API request as it came (model already the deployment's), with

@@ -2,8 +2,13 @@ package llm_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/toolgate/toolgate/llm"
@@ -112,7 +117,7 @@ func TestMessagesStreamPassThrough(t *testing.T) {
 }
 
 // TestMessagesRefusals: errors on /v1/messages come in Anthropic's shape, which Messages API
-// clients read: a model with no Anthropic deployment, a missing field, an exhausted budget.
+// clients read: an unknown model, a missing field, a refused field, an exhausted budget.
 func TestMessagesRefusals(t *testing.T) {
 	h, an := messagesHarness(t)
 	for _, tc := range []struct {
@@ -123,7 +128,6 @@ func TestMessagesRefusals(t *testing.T) {
 		typ     string
 		message string
 	}{
-		{name: "openai model", body: messagesBody("model", "gpt"), status: 400, typ: "invalid_request_error", message: "anthropic/*"},
 		{name: "unknown model", body: messagesBody("model", "nope"), status: 400, typ: "invalid_request_error", message: "nope"},
 		{name: "no messages", body: map[string]any{"model": "claude", "max_tokens": 10}, status: 400, typ: "invalid_request_error", message: "messages"},
 		{name: "not JSON", body: "{", status: 400, typ: "invalid_request_error"},
@@ -150,5 +154,185 @@ func TestMessagesRefusals(t *testing.T) {
 	}
 	if b := h.budget(store.BudgetKey, "key1"); b.Spend != 0 || b.Reserved != 0 {
 		t.Errorf("refused calls charged %v (reserved %v)", b.Spend, b.Reserved)
+	}
+}
+
+// toolyOpenAI answers every chat completion with some text and a get_weather tool call
+// (40 prompt and 12 completion tokens), streamed when asked, and keeps the last body.
+func toolyOpenAI(t *testing.T) (url string, last func() map[string]any) {
+	var mu sync.Mutex
+	var body map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		body = b
+		mu.Unlock()
+		if b["stream"] == true {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, c := range []string{
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`,
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{"content":"Let me look"},"finish_reason":null}]}`,
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}`,
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}]}`,
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}]}`,
+				`{"id":"chatcmpl-9","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
+				`{"id":"chatcmpl-9","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":12,"total_tokens":52}}`,
+				`[DONE]`,
+			} {
+				fmt.Fprintf(w, "data: %s\n\n", c)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Let me look","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":40,"completion_tokens":12,"total_tokens":52}}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		return body
+	}
+}
+
+// conversation is a Messages API request with everything translation handles: a system
+// prompt in blocks, an image, a system message mid-conversation (as Claude Code sends), an
+// earlier tool call and its result, tools and a forced tool choice.
+func conversation(model string, stream bool) map[string]any {
+	return map[string]any{"model": model, "max_tokens": 300, "stream": stream, "stop_sequences": []any{"END"},
+		"system": []any{map[string]any{"type": "text", "text": "be brief"}},
+		"messages": []any{
+			map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": "weather?"},
+				map[string]any{"type": "image", "source": map[string]any{"type": "base64", "media_type": "image/png", "data": "AAAA"}}}},
+			map[string]any{"role": "system", "content": "stay on topic"},
+			map[string]any{"role": "assistant", "content": []any{map[string]any{"type": "text", "text": "checking"},
+				map[string]any{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": map[string]any{"city": "Paris"}}}},
+			map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+				map[string]any{"type": "text", "text": "and tomorrow?"}}},
+		},
+		"tools":       []any{map[string]any{"name": "get_weather", "description": "d", "input_schema": map[string]any{"type": "object"}}},
+		"tool_choice": map[string]any{"type": "tool", "name": "get_weather"},
+	}
+}
+
+// TestMessagesTranslatedToChat: /v1/messages on a model served by an OpenAI-compatible
+// deployment is sent as the equivalent chat completion, and the answer, plain or streamed,
+// comes back as a Messages API answer with its tool call; the chat usage is charged.
+func TestMessagesTranslatedToChat(t *testing.T) {
+	url, last := toolyOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", url, map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002})}})
+
+	resp, body := h.post("/v1/messages", conversation("gpt", false))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	wantSent := `{"max_tokens":300,"messages":[{"content":"be brief","role":"system"},` +
+		`{"content":[{"text":"weather?","type":"text"},{"image_url":{"url":"data:image/png;base64,AAAA"},"type":"image_url"}],"role":"user"},` +
+		`{"content":"stay on topic","role":"system"},` +
+		`{"content":"checking","role":"assistant","tool_calls":[{"function":{"arguments":"{\"city\":\"Paris\"}","name":"get_weather"},"id":"toolu_1","type":"function"}]},` +
+		`{"content":"sunny","role":"tool","tool_call_id":"toolu_1"},` +
+		`{"content":[{"text":"and tomorrow?","type":"text"}],"role":"user"}],` +
+		`"model":"upstream-gpt","stop":["END"],"tool_choice":{"function":{"name":"get_weather"},"type":"function"},` +
+		`"tools":[{"function":{"description":"d","name":"get_weather","parameters":{"type":"object"}},"type":"function"}]}`
+	if got, _ := json.Marshal(last()); string(got) != wantSent {
+		t.Errorf("chat completion sent:\n%s\nwant\n%s", got, wantSent)
+	}
+	var msg map[string]any
+	if err := json.Unmarshal(body, &msg); err != nil {
+		t.Fatal(err)
+	}
+	wantMsg := `{"content":[{"text":"Let me look","type":"text"},{"id":"call_1","input":{"city":"Paris"},"name":"get_weather","type":"tool_use"}],` +
+		`"id":"msg_9","model":"gpt","role":"assistant","stop_reason":"tool_use","stop_sequence":null,"type":"message","usage":{"input_tokens":40,"output_tokens":12}}`
+	if got, _ := json.Marshal(msg); string(got) != wantMsg {
+		t.Errorf("answer:\n%s\nwant\n%s", got, wantMsg)
+	}
+
+	resp, body = h.post("/v1/messages", conversation("gpt", true))
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: status %d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if so, _ := last()["stream_options"].(map[string]any); so["include_usage"] != true {
+		t.Errorf("stream sent without stream_options.include_usage: %v", last())
+	}
+	var events []string
+	for _, ev := range strings.Split(strings.TrimSpace(string(body)), "\n\n") {
+		name, data, _ := strings.Cut(ev, "\ndata: ")
+		events = append(events, strings.TrimPrefix(name, "event: ")+" "+data)
+	}
+	want := []string{
+		`message_start {"message":{"content":[],"id":"msg_toolgate","model":"gpt","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","usage":{"input_tokens":0,"output_tokens":0}},"type":"message_start"}`,
+		`content_block_start {"content_block":{"text":"","type":"text"},"index":0,"type":"content_block_start"}`,
+		`content_block_delta {"delta":{"text":"Let me look","type":"text_delta"},"index":0,"type":"content_block_delta"}`,
+		`content_block_stop {"index":0,"type":"content_block_stop"}`,
+		`content_block_start {"content_block":{"id":"call_1","input":{},"name":"get_weather","type":"tool_use"},"index":1,"type":"content_block_start"}`,
+		`content_block_delta {"delta":{"partial_json":"{\"city\":","type":"input_json_delta"},"index":1,"type":"content_block_delta"}`,
+		`content_block_delta {"delta":{"partial_json":"\"Paris\"}","type":"input_json_delta"},"index":1,"type":"content_block_delta"}`,
+		`content_block_stop {"index":1,"type":"content_block_stop"}`,
+		`message_delta {"delta":{"stop_reason":"tool_use","stop_sequence":null},"type":"message_delta","usage":{"input_tokens":40,"output_tokens":12}}`,
+		`message_stop {"type":"message_stop"}`,
+	}
+	if strings.Join(events, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+	}
+	h.flush()
+	if b := h.budget(store.BudgetKey, "key1"); math.Abs(b.Spend-2*(40*0.001+12*0.002)) > 1e-9 || b.Reserved != 0 {
+		t.Errorf("key spend %v reserved %v, want two calls of 40×0.001 + 12×0.002", b.Spend, b.Reserved)
+	}
+}
+
+// TestMessagesTranslationRefusals: what a chat completion cannot express is refused with a
+// 400 naming it, before anything is sent or reserved.
+func TestMessagesTranslationRefusals(t *testing.T) {
+	url, last := toolyOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", url, nil)}})
+	for _, tc := range []struct {
+		name, field string
+		body        map[string]any
+	}{
+		{"server tool", "web_search", map[string]any{"model": "gpt", "max_tokens": 10, "messages": []any{map[string]any{"role": "user", "content": "hi"}},
+			"tools": []any{map[string]any{"type": "web_search_20250305", "name": "web_search"}}}},
+		{"tool role in messages", "role", map[string]any{"model": "gpt", "max_tokens": 10, "messages": []any{map[string]any{"role": "tool", "content": "hi"}}}},
+		{"document block", "document", map[string]any{"model": "gpt", "max_tokens": 10, "messages": []any{map[string]any{"role": "user",
+			"content": []any{map[string]any{"type": "document", "source": map[string]any{"type": "text", "data": "x"}}}}}}},
+		{"bad tool_choice", "tool_choice", map[string]any{"model": "gpt", "max_tokens": 10, "messages": []any{map[string]any{"role": "user", "content": "hi"}},
+			"tool_choice": map[string]any{"type": "sometimes"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := h.post("/v1/messages", tc.body)
+			if resp.StatusCode != 400 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if typ, msg := anthropicErrorOf(t, body); typ != "invalid_request_error" || !strings.Contains(msg, tc.field) {
+				t.Errorf("error %q %q, want invalid_request_error naming %q", typ, msg, tc.field)
+			}
+		})
+	}
+	if last() != nil {
+		t.Errorf("a refused request reached the provider: %v", last())
+	}
+}
+
+// TestMessagesTranslatedStreamBreaks: a chat stream that turns unreadable mid-way ends the
+// Messages API stream with an error event in Anthropic's shape, and the call is logged as
+// a failure.
+func TestMessagesTranslatedStreamBreaks(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"partial\"},\"finish_reason\":null}]}\n\n")
+		fmt.Fprint(w, "data: {not json\n\n")
+	}))
+	defer srv.Close()
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", srv.URL, nil)}})
+	resp, body := h.post("/v1/messages", map[string]any{"model": "gpt", "max_tokens": 10, "stream": true,
+		"messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+	got := string(body)
+	if resp.StatusCode != 200 || !strings.Contains(got, `"text":"partial"`) ||
+		!strings.Contains(got, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":") || strings.Contains(got, "message_stop") {
+		t.Fatalf("status %d, stream:\n%s\nwant the partial text, then an Anthropic error event and no message_stop", resp.StatusCode, got)
+	}
+	h.flush()
+	if logs := h.logs(); len(logs) != 1 || logs[0].Status != "failure" {
+		t.Errorf("spend log %+v, want one failure row", logs)
 	}
 }

@@ -499,13 +499,17 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if len(ds) == 0 {
 		return fmt.Errorf("%w: %s", ErrUnknownModel, ci.model)
 	}
+	var chatBody *reqBody // /v1/messages as a chat completion, for deployments that speak only that
 	if kind == callMessages {
+		body.header = r.Header
 		for _, d := range ds {
 			if d.Provider != "anthropic" {
-				return notNative(d)
+				if chatBody, err = messagesToChat(body); err != nil {
+					return err
+				}
+				break
 			}
 		}
-		body.header = r.Header
 	}
 
 	adm, err := s.limiter.Admit(ctx, c.Limits)
@@ -546,6 +550,15 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		m := d.modelJSON
 		if m == nil {
 			m, _ = json.Marshal(d.Model)
+		}
+		if kind == callMessages && d.Provider != "anthropic" {
+			chatBody.set("model", m)
+			cr, err := d.prov.do(ctx, d, callChat, chatBody, ci.stream)
+			if err != nil {
+				return err
+			}
+			pr, err = chatAsMessages(cr, ci.model)
+			return err
 		}
 		out.set("model", m)
 		var err error

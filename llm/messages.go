@@ -1,0 +1,414 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// This file serves /v1/messages (Anthropic's Messages API) from deployments that speak
+// OpenAI's chat completions: the request is translated to a chat completion, and the
+// answer, streamed or not, back to a Messages API answer. anthropic/* deployments need no
+// translation (anthropic.messages).
+
+// mRequest is the part of a Messages API request that translation reads.
+type mRequest struct {
+	MaxTokens     *int64          `json:"max_tokens"`
+	System        json.RawMessage `json:"system"`
+	Messages      []anMessageIn   `json:"messages"`
+	Tools         []mTool         `json:"tools"`
+	ToolChoice    *mToolChoice    `json:"tool_choice"`
+	StopSequences []string        `json:"stop_sequences"`
+	Temperature   *float64        `json:"temperature"`
+	TopP          *float64        `json:"top_p"`
+	Stream        bool            `json:"stream"`
+}
+
+type anMessageIn struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+type mTool struct {
+	Type        string          `json:"type"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	InputSchema json.RawMessage `json:"input_schema"`
+}
+
+type mToolChoice struct {
+	Type string `json:"type"`
+	Name string `json:"name"`
+}
+
+// mBlock is a content block of a request message.
+type mBlock struct {
+	Type      string          `json:"type"`
+	Text      string          `json:"text"`
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Input     json.RawMessage `json:"input"`
+	ToolUseID string          `json:"tool_use_id"`
+	Content   json.RawMessage `json:"content"`
+	IsError   bool            `json:"is_error"`
+	Source    *anSource       `json:"source"`
+}
+
+// chatRequest is the chat completion a Messages API request becomes.
+type chatRequest struct {
+	Messages      []chatMessage   `json:"messages"`
+	MaxTokens     *int64          `json:"max_tokens,omitempty"`
+	Tools         []oaTool        `json:"tools,omitempty"`
+	ToolChoice    any             `json:"tool_choice,omitempty"`
+	Stop          []string        `json:"stop,omitempty"`
+	Temperature   *float64        `json:"temperature,omitempty"`
+	TopP          *float64        `json:"top_p,omitempty"`
+	Stream        bool            `json:"stream,omitempty"`
+	StreamOptions *map[string]any `json:"stream_options,omitempty"`
+}
+
+type chatMessage struct {
+	Role       string       `json:"role"`
+	Content    any          `json:"content"` // string, []oaPart-like maps, or nil
+	ToolCalls  []oaToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string       `json:"tool_call_id,omitempty"`
+}
+
+// messagesToChat translates a Messages API request body to a chat completion body (model
+// left out: the router sets it). Errors are the caller's: they name the field.
+func messagesToChat(body *reqBody) (*reqBody, error) {
+	var in mRequest
+	b, _ := body.encode()
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, badRequest("messages", "messages request: "+err.Error())
+	}
+	out := chatRequest{MaxTokens: in.MaxTokens, Stop: in.StopSequences, Temperature: in.Temperature, TopP: in.TopP, Stream: in.Stream}
+	if in.Stream {
+		out.StreamOptions = &map[string]any{"include_usage": true} // the usage to charge
+	}
+	if sys, err := textOrBlocks(in.System); err != nil {
+		return nil, badRequest("system", "system: "+err.Error())
+	} else if sys != "" {
+		out.Messages = append(out.Messages, chatMessage{Role: "system", Content: sys})
+	}
+	for i, m := range in.Messages {
+		msgs, err := chatMessages(m)
+		if err != nil {
+			return nil, badRequest("messages", fmt.Sprintf("messages[%d]: %v", i, err))
+		}
+		out.Messages = append(out.Messages, msgs...)
+	}
+	for _, t := range in.Tools {
+		if t.Type != "" && t.Type != "custom" {
+			return nil, badRequest("tools", fmt.Sprintf("tool %q: type %s is Anthropic's own and cannot be served by this model", t.Name, t.Type))
+		}
+		var ot oaTool
+		ot.Type = "function"
+		ot.Function.Name, ot.Function.Description, ot.Function.Parameters = t.Name, t.Description, t.InputSchema
+		out.Tools = append(out.Tools, ot)
+	}
+	if tc := in.ToolChoice; tc != nil {
+		switch tc.Type {
+		case "auto":
+			out.ToolChoice = "auto"
+		case "any":
+			out.ToolChoice = "required"
+		case "none":
+			out.ToolChoice = "none"
+		case "tool":
+			out.ToolChoice = map[string]any{"type": "function", "function": map[string]any{"name": tc.Name}}
+		default:
+			return nil, badRequest("tool_choice", "tool_choice type "+tc.Type+" is not one of auto, any, tool, none")
+		}
+	}
+	cb, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return parseBody(cb)
+}
+
+// textOrBlocks returns a system prompt given as a string or as text blocks.
+func textOrBlocks(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var blocks []mBlock
+	if err := json.Unmarshal(raw, &blocks); err != nil {
+		return "", errors.New("want a string or a list of text blocks")
+	}
+	var parts []string
+	for _, b := range blocks {
+		if b.Type == "text" {
+			parts = append(parts, b.Text)
+		}
+	}
+	return strings.Join(parts, "\n"), nil
+}
+
+// chatMessages translates one Messages API message. A user message's tool results become
+// tool messages, placed first: chat completions want them right after the assistant's
+// tool calls.
+func chatMessages(m anMessageIn) ([]chatMessage, error) {
+	switch m.Role {
+	case "user", "assistant":
+	case "system": // newer API versions (and Claude Code) send system messages mid-conversation
+		text, err := textOrBlocks(m.Content)
+		if err != nil {
+			return nil, fmt.Errorf("system message: %v", err)
+		}
+		return []chatMessage{{Role: "system", Content: text}}, nil
+	default:
+		return nil, fmt.Errorf("role %q is not user, assistant or system", m.Role)
+	}
+	var s string
+	if json.Unmarshal(m.Content, &s) == nil {
+		return []chatMessage{{Role: m.Role, Content: s}}, nil
+	}
+	var blocks []mBlock
+	if err := json.Unmarshal(m.Content, &blocks); err != nil {
+		return nil, errors.New("content must be a string or a list of content blocks")
+	}
+	var out, tools []chatMessage
+	var parts []map[string]any
+	var text []string
+	var calls []oaToolCall
+	for _, b := range blocks {
+		switch b.Type {
+		case "text":
+			parts = append(parts, map[string]any{"type": "text", "text": b.Text})
+			text = append(text, b.Text)
+		case "image":
+			if b.Source == nil {
+				return nil, errors.New("image block without a source")
+			}
+			url := b.Source.URL
+			if b.Source.Type == "base64" {
+				url = "data:" + b.Source.MediaType + ";base64," + b.Source.Data
+			}
+			parts = append(parts, map[string]any{"type": "image_url", "image_url": map[string]any{"url": url}})
+		case "tool_use":
+			var tc oaToolCall
+			tc.ID, tc.Type = b.ID, "function"
+			tc.Function.Name = b.Name
+			tc.Function.Arguments = "{}"
+			if len(b.Input) > 0 && string(b.Input) != "null" {
+				tc.Function.Arguments = string(b.Input)
+			}
+			calls = append(calls, tc)
+		case "tool_result":
+			res, err := textOrBlocks(b.Content)
+			if err != nil {
+				return nil, fmt.Errorf("tool_result %s: %v", b.ToolUseID, err)
+			}
+			if b.IsError {
+				res = "Error: " + res
+			}
+			tools = append(tools, chatMessage{Role: "tool", ToolCallID: b.ToolUseID, Content: res})
+		case "thinking", "redacted_thinking":
+			// The model's own reasoning, which chat completions take no part for.
+		default:
+			return nil, fmt.Errorf("content block type %q cannot be sent to this model", b.Type)
+		}
+	}
+	out = append(out, tools...)
+	switch {
+	case m.Role == "assistant":
+		var content any
+		if len(text) > 0 {
+			content = strings.Join(text, "")
+		}
+		if content != nil || len(calls) > 0 {
+			out = append(out, chatMessage{Role: "assistant", Content: content, ToolCalls: calls})
+		}
+	case len(parts) > 0:
+		out = append(out, chatMessage{Role: "user", Content: parts})
+	}
+	return out, nil
+}
+
+// stopReason maps a chat completion's finish_reason to a Messages API stop_reason.
+func stopReason(finish string) string {
+	switch finish {
+	case "length":
+		return "max_tokens"
+	case "tool_calls", "function_call":
+		return "tool_use"
+	default:
+		return "end_turn"
+	}
+}
+
+// chatAsMessages turns a chat completion answer (streamed or not) into a Messages API one,
+// for the caller's model name.
+func chatAsMessages(r *result, model string) (*result, error) {
+	if r.stream != nil {
+		return &result{native: true, stream: &chatEventStream{inner: r.stream, model: model}}, nil
+	}
+	var c struct {
+		ID      string `json:"id"`
+		Choices []struct {
+			Message struct {
+				Content   *string      `json:"content"`
+				ToolCalls []oaToolCall `json:"tool_calls"`
+			} `json:"message"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(r.body, &c); err != nil || len(c.Choices) == 0 {
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion"}
+	}
+	ch := c.Choices[0]
+	content := []map[string]any{}
+	if ch.Message.Content != nil && *ch.Message.Content != "" {
+		content = append(content, map[string]any{"type": "text", "text": *ch.Message.Content})
+	}
+	for _, tc := range ch.Message.ToolCalls {
+		content = append(content, map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": toolInput(tc.Function.Arguments)})
+	}
+	out := map[string]any{"id": messageID(c.ID), "type": "message", "role": "assistant", "model": model, "content": content,
+		"stop_reason": stopReason(ch.FinishReason), "stop_sequence": nil,
+		"usage": map[string]any{"input_tokens": r.usage.PromptTokens, "output_tokens": r.usage.CompletionTokens}}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return &result{native: true, body: b, usage: r.usage}, nil
+}
+
+// toolInput is a tool call's arguments as a JSON object; arguments that are not one are
+// passed as {"arguments": "<as sent>"} rather than dropped.
+func toolInput(args string) json.RawMessage {
+	a := bytes.TrimSpace([]byte(args))
+	if len(a) == 0 {
+		return json.RawMessage("{}")
+	}
+	if len(a) > 0 && a[0] == '{' && json.Valid(a) {
+		return a
+	}
+	b, _ := json.Marshal(map[string]string{"arguments": args})
+	return b
+}
+
+func messageID(id string) string {
+	if id == "" {
+		return "msg_toolgate"
+	}
+	return "msg_" + strings.TrimPrefix(id, "chatcmpl-")
+}
+
+// chatEventStream turns a chat completion stream into Messages API events: message_start,
+// a content block per run of text and per tool call (start, deltas, stop), then
+// message_delta with the stop reason and usage, and message_stop.
+type chatEventStream struct {
+	inner chunkStream
+	model string
+
+	started  bool
+	open     string // type of the open content block: "", "text" or "tool_use"
+	index    int    // index of the open (or next) content block
+	toolIdx  int    // the chat stream's index of the open tool call
+	finish   string
+	finished bool
+	buf      []byte
+}
+
+func (s *chatEventStream) event(typ string, v any) {
+	b, _ := json.Marshal(v)
+	s.buf = append(append(append(append(append(s.buf, "event: "...), typ...), "\ndata: "...), b...), "\n\n"...)
+}
+
+func (s *chatEventStream) closeBlock() {
+	if s.open != "" {
+		s.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": s.index})
+		s.open = ""
+		s.index++
+	}
+}
+
+func (s *chatEventStream) next() ([]byte, error) {
+	if s.finished {
+		return nil, io.EOF
+	}
+	s.buf = s.buf[:0]
+	if !s.started {
+		s.started = true
+		s.event("message_start", map[string]any{"type": "message_start", "message": map[string]any{
+			"id": "msg_toolgate", "type": "message", "role": "assistant", "model": s.model, "content": []any{},
+			"stop_reason": nil, "stop_sequence": nil, "usage": map[string]any{"input_tokens": 0, "output_tokens": 0}}})
+	}
+	for len(s.buf) == 0 {
+		data, err := s.inner.next()
+		if errors.Is(err, io.EOF) {
+			s.closeBlock()
+			u, _ := s.inner.usage()
+			s.event("message_delta", map[string]any{"type": "message_delta",
+				"delta": map[string]any{"stop_reason": stopReason(s.finish), "stop_sequence": nil},
+				"usage": map[string]any{"input_tokens": u.PromptTokens, "output_tokens": u.CompletionTokens}})
+			s.event("message_stop", map[string]any{"type": "message_stop"})
+			s.finished = true
+			return s.buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Content   *string      `json:"content"`
+					ToolCalls []oaToolCall `json:"tool_calls"`
+				} `json:"delta"`
+				FinishReason *string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(data, &c); err != nil {
+			return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion chunk"}
+		}
+		if len(c.Choices) == 0 {
+			continue // the usage chunk
+		}
+		ch := c.Choices[0]
+		if t := ch.Delta.Content; t != nil && *t != "" {
+			if s.open != "text" {
+				s.closeBlock()
+				s.open = "text"
+				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
+					"content_block": map[string]any{"type": "text", "text": ""}})
+			}
+			s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
+				"delta": map[string]any{"type": "text_delta", "text": *t}})
+		}
+		for _, tc := range ch.Delta.ToolCalls {
+			idx := 0
+			if tc.Index != nil {
+				idx = *tc.Index
+			}
+			if s.open != "tool_use" || idx != s.toolIdx || tc.ID != "" {
+				s.closeBlock()
+				s.open, s.toolIdx = "tool_use", idx
+				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
+					"content_block": map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}}})
+			}
+			if tc.Function.Arguments != "" {
+				s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
+					"delta": map[string]any{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})
+			}
+		}
+		if ch.FinishReason != nil && *ch.FinishReason != "" {
+			s.finish = *ch.FinishReason
+		}
+	}
+	return s.buf, nil
+}
+
+func (s *chatEventStream) usage() (Usage, bool) { return s.inner.usage() }
+func (s *chatEventStream) pending() bool        { return s.inner.pending() }
+func (s *chatEventStream) close() error         { return s.inner.close() }
