@@ -216,18 +216,9 @@ func TestClaudeCodeThroughGateway(t *testing.T) {
 func claudeCodeRun(t *testing.T, n nodeEnv, fake http.Handler, deployment string, stats func() (toolUse int, results, toolNames []string)) {
 	up := httptest.NewServer(fake)
 	defer up.Close()
-	dir := t.TempDir()
-	key := fmt.Sprintf("sk-toolgate-conformance-%d", time.Now().UnixNano())
-	models := []map[string]any{{"model_name": "claude-fake",
+	g := startLLMGateway(t, map[string]any{"model_name": "claude-fake",
 		"litellm_params": map[string]any{"model": deployment, "api_base": up.URL, "api_key": "sk-provider"},
-		"model_info":     map[string]any{"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-5, "max_output_tokens": 1000}}}
-	var g *gateway
-	if bin := gatewayBinary(t); bin != "" {
-		g = startGatewayBinary(t, bin, dir, key, nil, false, models...)
-	} else {
-		g = startGatewayInProcess(t, dir, key, nil, false, models...)
-	}
-	waitHTTP(t, g.proc, g.base+"/health/liveliness", 60*time.Second)
+		"model_info":     map[string]any{"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-5, "max_output_tokens": 1000}})
 	g.api(t, http.MethodPost, "/v1/mcp/server", map[string]any{"server_name": upGo, "url": startGoSSEUpstream(t), "transport": "sse",
 		"mcp_info": map[string]any{"mcp_server_cost_info": map[string]any{"default_cost_per_query": 0.05}}})
 	waitTools(t, g.base+"/mcp/"+upGo, map[string]string{"Authorization": "Bearer " + g.key}, goToolEcho, 30*time.Second)

@@ -278,6 +278,22 @@ func startGateway(tb testing.TB, dir string, ups ...upstreamConfig) *gateway {
 	return g
 }
 
+// startLLMGateway starts toolgate (as startGateway does) with models as its model_list
+// and no MCP servers.
+func startLLMGateway(tb testing.TB, models ...map[string]any) *gateway {
+	tb.Helper()
+	dir := tb.TempDir()
+	key := fmt.Sprintf("sk-toolgate-conformance-%d", time.Now().UnixNano())
+	var g *gateway
+	if bin := gatewayBinary(tb); bin != "" {
+		g = startGatewayBinary(tb, bin, dir, key, nil, false, models...)
+	} else {
+		g = startGatewayInProcess(tb, dir, key, nil, false, models...)
+	}
+	waitHTTP(tb, g.proc, g.base+"/health/liveliness", 60*time.Second)
+	return g
+}
+
 // startGatewayBinary starts the toolgate binary fronting ups; with oauth it also serves the
 // built-in authorization server, its public URL being the gateway's own loopback address.
 // Models, when given, are its model_list.

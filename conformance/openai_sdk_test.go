@@ -117,15 +117,7 @@ func TestOpenAISDK(t *testing.T) {
 		{"model_name": "emb", "litellm_params": map[string]any{"model": "openai/text-embed", "api_base": up.URL, "api_key": "sk-provider-secret"},
 			"model_info": map[string]any{"mode": "embedding", "input_cost_per_token": 0.001}},
 	}
-	dir := t.TempDir()
-	key := fmt.Sprintf("sk-toolgate-conformance-%d", time.Now().UnixNano())
-	var g *gateway
-	if bin := gatewayBinary(t); bin != "" {
-		g = startGatewayBinary(t, bin, dir, key, nil, false, models...)
-	} else {
-		g = startGatewayInProcess(t, dir, key, nil, false, models...)
-	}
-	waitHTTP(t, g.proc, g.base+"/health/liveliness", 60*time.Second)
+	g := startLLMGateway(t, models...)
 
 	// Chat: 12 × 0.001 + 8 × 0.002 = 0.028; stream: 12 × 0.001 + 4 × 0.002 = 0.020;
 	// embedding: 2 × 0.001 = 0.002. A budget of 0.15 leaves room for a few more chats.
@@ -133,7 +125,7 @@ func TestOpenAISDK(t *testing.T) {
 	vkey, _ := out["key"].(string)
 
 	ctx := context.Background()
-	stdout, stderr, err := runCmd(ctx, dir, n.env(), 60*time.Second, n.node, filepath.Join(n.dir, "clients", "openai-sdk.mjs"), g.base, vkey)
+	stdout, stderr, err := runCmd(ctx, t.TempDir(), n.env(), 60*time.Second, n.node, filepath.Join(n.dir, "clients", "openai-sdk.mjs"), g.base, vkey)
 	if err != nil {
 		t.Fatalf("openai-sdk.mjs: %v\nstderr: %s\nstdout: %s", err, stderr, stdout)
 	}

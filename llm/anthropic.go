@@ -60,7 +60,7 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 		if err != nil {
 			return nil, err
 		}
-		return &result{stream: &anthropicStream{body: resp.Body, sse: newSSEReader(resp.Body), model: d.ModelName, created: time.Now().Unix()}}, nil
+		return &result{stream: &anthropicStream{sseBody: newSSEBody(resp.Body), model: d.ModelName, created: time.Now().Unix()}}, nil
 	}
 	raw, err := p.tr.call(ctx, d, p.endpoint(d), h, "application/json", b)
 	if err != nil {
@@ -190,7 +190,7 @@ func toAnthropic(body *reqBody, stream bool) (*anRequest, error) {
 	for _, m := range msgs {
 		switch m.Role {
 		case "system", "developer":
-			t, err := textOf(m.Content)
+			t, err := textOf(m.Content, "")
 			if err != nil {
 				return nil, err
 			}
@@ -209,7 +209,7 @@ func toAnthropic(body *reqBody, stream bool) (*anRequest, error) {
 			}
 			r.Messages = appendMessage(r.Messages, m.Role, blocks)
 		case "tool", "function":
-			t, err := textOf(m.Content)
+			t, err := textOf(m.Content, "")
 			if err != nil {
 				return nil, err
 			}
@@ -277,8 +277,9 @@ func appendMessage(msgs []anMessage, role string, blocks []anBlock) []anMessage 
 	return append(msgs, anMessage{Role: role, Content: blocks})
 }
 
-// textOf returns a message content's text: the string, or its text parts joined.
-func textOf(c json.RawMessage) (string, error) {
+// textOf returns a message content's text: the string, or its text parts (OpenAI) or text
+// blocks (Anthropic) joined with sep.
+func textOf(c json.RawMessage, sep string) (string, error) {
 	if len(c) == 0 || string(c) == "null" {
 		return "", nil
 	}
@@ -288,10 +289,16 @@ func textOf(c json.RawMessage) (string, error) {
 	}
 	var parts []oaPart
 	if err := json.Unmarshal(c, &parts); err != nil {
-		return "", fmt.Errorf("message content: %w", err)
+		return "", fmt.Errorf("want a string or a list of content parts: %w", err)
 	}
 	var b strings.Builder
-	for _, p := range parts {
+	for i, p := range parts {
+		if p.Type != "text" && p.Type != "" {
+			continue
+		}
+		if i > 0 && b.Len() > 0 {
+			b.WriteString(sep)
+		}
 		b.WriteString(p.Text)
 	}
 	return b.String(), nil
@@ -421,19 +428,39 @@ func fromAnthropic(m *anthropicMessage, model string) (*oaCompletion, Usage) {
 
 // anthropicStream translates Messages API events to chat.completion.chunk payloads.
 type anthropicStream struct {
-	body    io.ReadCloser
-	sse     *sseReader
+	sseBody
+	anTally
 	model   string
 	created int64
 
-	id        string
+	id      string
+	toolIdx map[int]int // content block index -> tool call index
+	nTools  int
+	done    bool
+}
+
+// anTally is what an Anthropic stream has reported of its usage so far, and the size of
+// the content streamed, for an estimate when it reports none.
+type anTally struct {
 	in        anUsage
 	out       int64
 	gotUsage  bool
 	contentSz int
-	toolIdx   map[int]int // content block index -> tool call index
-	nTools    int
-	done      bool
+}
+
+// usage is the reported usage, or (reported false) the estimate from contentSz bytes of
+// generated text.
+func (t *anTally) usage() (Usage, bool) {
+	u := t.in
+	u.OutputTokens = t.out
+	ou := u.openAI()
+	if !t.gotUsage {
+		if est := estimateTokens(t.contentSz); est > ou.CompletionTokens {
+			ou.CompletionTokens = est
+			ou.TotalTokens = ou.PromptTokens + est
+		}
+	}
+	return ou, t.gotUsage
 }
 
 type anEvent struct {
@@ -536,27 +563,6 @@ func (s *anthropicStream) next() ([]byte, error) {
 	}
 }
 
-func (s *anthropicStream) usage() (Usage, bool) {
-	u := s.in
-	u.OutputTokens = s.out
-	ou := u.openAI()
-	if !s.gotUsage {
-		if est := estimateTokens(s.contentSz); est > ou.CompletionTokens {
-			ou.CompletionTokens = est
-			ou.TotalTokens = ou.PromptTokens + est
-		}
-	}
-	return ou, s.gotUsage
-}
-
-func (s *anthropicStream) pending() bool { return s.sse.buffered() }
-
-func (s *anthropicStream) close() error {
-	err := s.body.Close()
-	s.sse.release()
-	return err
-}
-
 // notNative is the error for a Messages API call routed to a deployment that does not
 // speak it.
 func notNative(d *Deployment) error {
@@ -583,7 +589,7 @@ func (p *anthropic) messages(ctx context.Context, d *Deployment, body *reqBody, 
 		if err != nil {
 			return nil, err
 		}
-		return &result{native: true, stream: &messagesStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
+		return &result{native: true, stream: &messagesStream{sseBody: newSSEBody(resp.Body)}}, nil
 	}
 	raw, err := p.tr.call(ctx, d, p.endpoint(d), h, "application/json", b)
 	if err != nil {
@@ -601,15 +607,10 @@ func (p *anthropic) messages(ctx context.Context, d *Deployment, body *reqBody, 
 // messagesStream passes a Messages API stream through event by event, reading the usage
 // from message_start (input) and message_delta (output).
 type messagesStream struct {
-	body io.ReadCloser
-	sse  *sseReader
+	sseBody
+	anTally
 	buf  []byte
-
-	in        anUsage
-	out       int64
-	gotUsage  bool
-	contentSz int
-	done      bool
+	done bool
 }
 
 func (s *messagesStream) next() ([]byte, error) {
@@ -637,7 +638,7 @@ func (s *messagesStream) next() ([]byte, error) {
 			s.in, s.out = ev.Message.Usage, ev.Message.Usage.OutputTokens
 		}
 	case "content_block_delta":
-		s.contentSz += len(data)
+		s.contentSz += len(data) / 2 // the event's JSON around the text: a generous estimate
 	case "message_delta":
 		if ev.Usage != nil {
 			s.out = ev.Usage.OutputTokens
@@ -658,26 +659,4 @@ func (s *messagesStream) next() ([]byte, error) {
 	}
 	s.buf = append(append(append(s.buf, "data: "...), data...), "\n\n"...)
 	return s.buf, nil
-}
-
-func (s *messagesStream) usage() (Usage, bool) {
-	u := s.in
-	u.OutputTokens = s.out
-	ou := u.openAI()
-	if !s.gotUsage {
-		// content_block_delta events carry JSON around the text: a generous estimate.
-		if est := estimateTokens(s.contentSz / 2); est > ou.CompletionTokens {
-			ou.CompletionTokens = est
-			ou.TotalTokens = ou.PromptTokens + est
-		}
-	}
-	return ou, s.gotUsage
-}
-
-func (s *messagesStream) pending() bool { return s.sse.buffered() }
-
-func (s *messagesStream) close() error {
-	err := s.body.Close()
-	s.sse.release()
-	return err
 }

@@ -90,7 +90,7 @@ func messagesToChat(body *reqBody) (*reqBody, error) {
 	if in.Stream {
 		out.StreamOptions = &map[string]any{"include_usage": true} // the usage to charge
 	}
-	if sys, err := textOrBlocks(in.System); err != nil {
+	if sys, err := textOf(in.System, "\n"); err != nil {
 		return nil, badRequest("system", "system: "+err.Error())
 	} else if sys != "" {
 		out.Messages = append(out.Messages, chatMessage{Role: "system", Content: sys})
@@ -132,28 +132,6 @@ func messagesToChat(body *reqBody) (*reqBody, error) {
 	return parseBody(cb)
 }
 
-// textOrBlocks returns a system prompt given as a string or as text blocks.
-func textOrBlocks(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var blocks []mBlock
-	if err := json.Unmarshal(raw, &blocks); err != nil {
-		return "", errors.New("want a string or a list of text blocks")
-	}
-	var parts []string
-	for _, b := range blocks {
-		if b.Type == "text" {
-			parts = append(parts, b.Text)
-		}
-	}
-	return strings.Join(parts, "\n"), nil
-}
-
 // chatMessages translates one Messages API message. A user message's tool results become
 // tool messages, placed first: chat completions want them right after the assistant's
 // tool calls.
@@ -161,7 +139,7 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 	switch m.Role {
 	case "user", "assistant":
 	case "system": // newer API versions (and Claude Code) send system messages mid-conversation
-		text, err := textOrBlocks(m.Content)
+		text, err := textOf(m.Content, "\n")
 		if err != nil {
 			return nil, fmt.Errorf("system message: %v", err)
 		}
@@ -205,7 +183,7 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 			}
 			calls = append(calls, tc)
 		case "tool_result":
-			res, err := textOrBlocks(b.Content)
+			res, err := textOf(b.Content, "\n")
 			if err != nil {
 				return nil, fmt.Errorf("tool_result %s: %v", b.ToolUseID, err)
 			}

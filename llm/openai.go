@@ -91,7 +91,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		if err != nil {
 			return nil, err
 		}
-		return &result{stream: &openAIStream{body: resp.Body, sse: newSSEReader(resp.Body)}}, nil
+		return &result{stream: &openAIStream{sseBody: newSSEBody(resp.Body)}}, nil
 	}
 	out, err := p.tr.call(ctx, d, p.endpoint(d, kind), h, contentType, b)
 	if err != nil {
@@ -186,8 +186,7 @@ func leadingObject(b []byte) []byte {
 // openAIStream passes OpenAI chunks through unchanged, noting usage when a chunk carries it
 // and counting content bytes for the fallback estimate.
 type openAIStream struct {
-	body      io.ReadCloser
-	sse       *sseReader
+	sseBody
 	got       Usage
 	hasUsage  bool
 	contentSz int
@@ -256,12 +255,4 @@ func (s *openAIStream) usage() (Usage, bool) {
 		return s.got, true
 	}
 	return Usage{CompletionTokens: estimateTokens(s.contentSz)}, false
-}
-
-func (s *openAIStream) pending() bool { return s.sse.buffered() }
-
-func (s *openAIStream) close() error {
-	err := s.body.Close()
-	s.sse.release()
-	return err
 }

@@ -372,6 +372,23 @@ func (s *sseReader) event() (typ string, data []byte, err error) {
 	}
 }
 
+// sseBody is a provider's event stream: the response body and its reader. Embedded in
+// the chunkStreams, it gives them pending and close.
+type sseBody struct {
+	body io.ReadCloser
+	sse  *sseReader
+}
+
+func newSSEBody(body io.ReadCloser) sseBody { return sseBody{body: body, sse: newSSEReader(body)} }
+
+func (b *sseBody) pending() bool { return b.sse.buffered() }
+
+func (b *sseBody) close() error {
+	err := b.body.Close()
+	b.sse.release()
+	return err
+}
+
 // buffered reports whether unread bytes are buffered.
 func (s *sseReader) buffered() bool { return s.r.Buffered() > 0 }
 

@@ -588,11 +588,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	status := "success"
 	images := 0
 	if pr.stream != nil {
-		if pr.native {
-			status = s.pipeEvents(w, r, pr.stream)
-		} else {
-			status = s.pipe(w, r, pr.stream)
-		}
+		status = s.pipe(w, r, pr.stream, pr.native)
 		var reported bool
 		u, reported = pr.stream.usage()
 		if !reported || u.PromptTokens == 0 {
@@ -650,10 +646,13 @@ func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	}
 }
 
-// pipe streams chunks to the client as Server-Sent Events, flushing each. It returns
+// pipe streams a provider's stream to the client as Server-Sent Events, flushing each
+// unless the next is already here. OpenAI chunks are written as data events and end with
+// [DONE]; a native stream's events (the Messages API) are written as the provider sent
+// them. A failure mid-stream ends the stream with an error in the route's shape. It returns
 // "success" when the stream ended normally and "failure" when the provider or the client
 // broke it off.
-func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) string {
+func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream, native bool) string {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -664,64 +663,40 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream) st
 	for {
 		chunk, err := st.next()
 		if errors.Is(err, io.EOF) {
-			// Not flushed here: the handler's return sends it with the end of the chunked
-			// body, in one write instead of two.
-			_, _ = io.WriteString(w, "data: [DONE]\n\n")
+			// Not flushed here: the handler's return sends the end with the end of the
+			// chunked body, in one write instead of two.
+			if !native {
+				_, _ = io.WriteString(w, "data: [DONE]\n\n")
+			}
 			return "success"
 		}
 		if err != nil {
 			if r.Context().Err() == nil {
 				_, body := errorResponse(err, http.Header{})
-				b, _ := json.Marshal(body)
-				_, _ = w.Write(append(append([]byte("data: "), b...), "\n\n"...))
+				var ev []byte
+				if native {
+					b, _ := json.Marshal(anthropicError(body))
+					ev = append(append([]byte("event: error\ndata: "), b...), "\n\n"...)
+				} else {
+					b, _ := json.Marshal(body)
+					ev = append(append([]byte("data: "), b...), "\n\n"...)
+				}
+				_, _ = w.Write(ev)
 				_ = rc.Flush()
 				s.log.Warn("llm stream broke off", "err", err)
 			}
 			return "failure"
 		}
-		buf = append(append(append(buf[:0], "data: "...), chunk...), "\n\n"...)
-		if _, err := w.Write(buf); err != nil {
+		out := chunk
+		if !native {
+			buf = append(append(append(buf[:0], "data: "...), chunk...), "\n\n"...)
+			out = buf
+		}
+		if _, err := w.Write(out); err != nil {
 			return "failure"
 		}
 		if st.pending() {
 			continue // the next chunk is already here: flush once after it
-		}
-		if err := rc.Flush(); err != nil {
-			return "failure"
-		}
-	}
-}
-
-// pipeEvents streams a native (Messages API) stream to the client: each event as the
-// provider sent it, flushed unless the next is already here. A provider failure mid-stream
-// ends it with an Anthropic error event. It returns "success" or "failure" like pipe.
-func (s *Server) pipeEvents(w http.ResponseWriter, r *http.Request, st chunkStream) string {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	for {
-		ev, err := st.next()
-		if errors.Is(err, io.EOF) {
-			return "success" // the handler's return flushes the last event with the end of the body
-		}
-		if err != nil {
-			if r.Context().Err() == nil {
-				_, body := errorResponse(err, http.Header{})
-				b, _ := json.Marshal(anthropicError(body))
-				_, _ = w.Write(append(append([]byte("event: error\ndata: "), b...), "\n\n"...))
-				_ = rc.Flush()
-				s.log.Warn("llm stream broke off", "err", err)
-			}
-			return "failure"
-		}
-		if _, err := w.Write(ev); err != nil {
-			return "failure"
-		}
-		if st.pending() {
-			continue
 		}
 		if err := rc.Flush(); err != nil {
 			return "failure"
