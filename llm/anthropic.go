@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -494,6 +495,9 @@ func (s *anthropicStream) next() ([]byte, error) {
 			return nil, io.EOF
 		}
 		typ, data, err := s.sse.event()
+		if errors.Is(err, io.EOF) {
+			return nil, errTruncated
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -618,6 +622,9 @@ func (s *messagesStream) next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	typ, data, err := s.sse.event()
+	if errors.Is(err, io.EOF) {
+		return nil, errTruncated
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -627,12 +634,21 @@ func (s *messagesStream) next() ([]byte, error) {
 			Usage anUsage `json:"usage"`
 		} `json:"message"`
 		Usage *anUsage `json:"usage"`
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
 	}
 	_ = json.Unmarshal(data, &ev)
 	if ev.Type == "" {
 		ev.Type = typ
 	}
 	switch ev.Type {
+	case "error":
+		msg := "stream error"
+		if ev.Error != nil && ev.Error.Message != "" {
+			msg = ev.Error.Message
+		}
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: msg}
 	case "message_start":
 		if ev.Message != nil {
 			s.in, s.out = ev.Message.Usage, ev.Message.Usage.OutputTokens

@@ -26,7 +26,10 @@
 // does when the caller asked with stream_options.include_usage; Anthropic always does);
 // otherwise the completion tokens are estimated from the content streamed (one token per
 // four bytes) and the prompt tokens from the request. A client that disconnects mid-stream
-// is charged the same way for what was streamed up to then.
+// is charged the same way for what was streamed up to then. A provider stream that ends
+// before its end marker ([DONE] with no finish_reason seen, or no message_stop) is a
+// failure: the client gets an error event instead of a normal end, and the call is logged
+// as failed and charged for what was streamed.
 //
 // Providers: OpenAI and anything OpenAI-compatible (azure/ with deployment URLs and
 // api-version, groq/, mistral/, deepseek/, ollama/, hosted_vllm/ and any api_base), and

@@ -336,3 +336,56 @@ func TestMessagesTranslatedStreamBreaks(t *testing.T) {
 		t.Errorf("spend log %+v, want one failure row", logs)
 	}
 }
+
+// TestTruncatedStreams: a provider that goes away mid-stream, before its end marker, is a
+// failure the client is told about (an error event, no [DONE] or message_stop), and the
+// call is logged as failed and charged for what was streamed. An OpenAI-compatible stream
+// that ends without [DONE] after its finish_reason is a normal end.
+func TestTruncatedStreams(t *testing.T) {
+	const (
+		oaChunk  = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"partial answer\"},\"finish_reason\":null}]}\n\n"
+		oaFinish = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+		anStart  = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n"
+		anDelta  = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"partial answer\"}}\n\n"
+		anError  = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+	)
+	for _, tc := range []struct {
+		name, provider, sent, path string
+		ok                         bool
+		want                       string
+	}{
+		{"openai cut", "openai", oaChunk, "/v1/chat/completions", false, `data: {"error":{"message":"the provider's stream ended before its end"`},
+		{"openai without [DONE]", "openai", oaChunk + oaFinish, "/v1/chat/completions", true, "data: [DONE]\n\n"},
+		{"anthropic cut", "anthropic", anStart + anDelta, "/v1/messages", false, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"},
+		{"anthropic cut, as chat", "anthropic", anStart + anDelta, "/v1/chat/completions", false, `data: {"error":{"message":"the provider's stream ended before its end"`},
+		{"anthropic error event", "anthropic", anStart + anDelta + anError, "/v1/messages", false, `"message":"Overloaded"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tc.sent)
+			}))
+			defer srv.Close()
+			mc := model("m", srv.URL, nil)
+			if tc.provider == "anthropic" {
+				mc.LiteLLMParams["model"] = "anthropic/claude-x"
+			}
+			h := newHarness(t, harnessOpts{models: []llm.ModelConfig{mc}})
+			resp, body := h.post(tc.path, map[string]any{"model": "m", "max_tokens": 50, "stream": true,
+				"messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+			got := string(body)
+			if resp.StatusCode != 200 || !strings.Contains(got, "partial answer") || !strings.Contains(got, tc.want) {
+				t.Fatalf("status %d, stream:\n%s\nwant the partial answer and %q", resp.StatusCode, got, tc.want)
+			}
+			if !tc.ok && (strings.Contains(got, "[DONE]") || strings.Contains(got, "message_stop")) {
+				t.Errorf("a cut stream was ended as if complete:\n%s", got)
+			}
+			h.flush()
+			logs := h.logs()
+			wantStatus := map[bool]string{true: "success", false: "failure"}[tc.ok]
+			if len(logs) != 1 || logs[0].Status != wantStatus || logs[0].CompletionTokens == 0 {
+				t.Errorf("spend log %+v, want one %s row charged for the streamed text", logs, wantStatus)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -187,6 +188,7 @@ func leadingObject(b []byte) []byte {
 // and counting content bytes for the fallback estimate.
 type openAIStream struct {
 	sseBody
+	finished  bool // a choice has had its finish_reason
 	got       Usage
 	hasUsage  bool
 	contentSz int
@@ -199,11 +201,19 @@ type openAIChunk struct {
 
 func (s *openAIStream) next() ([]byte, error) {
 	_, data, err := s.sse.event()
+	if errors.Is(err, io.EOF) && !s.finished {
+		// Some OpenAI-compatible servers end without [DONE]; that is a normal end once a
+		// choice has finished, and a provider gone mid-answer before.
+		return nil, errTruncated
+	}
 	if err != nil {
 		return nil, err
 	}
 	if string(data) == "[DONE]" {
 		return nil, io.EOF
+	}
+	if !s.finished && (bytes.Contains(data, []byte(`"finish_reason":"`)) || bytes.Contains(data, []byte(`"finish_reason": "`))) {
+		s.finished = true
 	}
 	if bytes.Contains(data, []byte(`"usage":{`)) || bytes.Contains(data, []byte(`"usage": {`)) {
 		var c openAIChunk

@@ -71,6 +71,10 @@ type chunkStream interface {
 	close() error
 }
 
+// errTruncated is a stream that ended without its end marker ([DONE], message_stop): the
+// provider went away mid-answer.
+var errTruncated = &UpstreamError{Status: http.StatusBadGateway, Message: "the provider's stream ended before its end"}
+
 // UpstreamError is an error answer (or no answer) from a provider.
 type UpstreamError struct {
 	Status     int           // HTTP status; 0 when the request did not get an answer
