@@ -21,15 +21,17 @@
 // The outbound body is the caller's: only "model" is rewritten to the deployment's model
 // and the gateway's own fields (metadata, tags, and client-side credentials when allowed)
 // are dropped. A multipart image edit is sent on as multipart, every other part (files,
-// and fields such as curl -F 'image=<file' sends) byte for byte. In particular max_tokens and stream_options are never added or changed. For
-// streams this means usage is taken from the provider's chunks when it sends it (OpenAI
-// does when the caller asked with stream_options.include_usage; Anthropic always does);
-// otherwise the completion tokens are estimated from the content streamed (one token per
-// four bytes) and the prompt tokens from the request. A client that disconnects mid-stream
-// is charged the same way for what was streamed up to then. A provider stream that ends
-// before its end marker ([DONE] with no finish_reason seen, or no message_stop) is a
-// failure: the client gets an error event instead of a normal end, and the call is logged
-// as failed and charged for what was streamed.
+// and fields such as curl -F 'image=<file' sends) byte for byte. In particular max_tokens
+// and stream_options are never added or changed (a /v1/messages call translated to a chat
+// completion is the exception: it asks for stream_options.include_usage). For streams this
+// means usage is taken from the provider's chunks when it sends it (OpenAI does when the
+// caller asked with stream_options.include_usage; Anthropic always does); otherwise the
+// completion tokens are estimated from the content streamed (one token per four bytes) and
+// the prompt tokens from the request. A client that disconnects mid-stream is charged the
+// same way for what was streamed up to then. A provider stream that ends before its end
+// marker ([DONE] with no finish_reason seen, or no message_stop) is a failure: the client
+// gets an error event instead of a normal end, and the call is logged as failed and
+// charged for what was streamed.
 //
 // Providers: OpenAI and anything OpenAI-compatible (azure/ with deployment URLs and
 // api-version, groq/, mistral/, deepseek/, ollama/, hosted_vllm/ and any api_base), and
