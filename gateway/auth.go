@@ -133,12 +133,13 @@ func ownServerRoute(p string) (string, bool) {
 // credential returns the caller's gateway credential and where admission found it:
 // x-toolgate-api-key, then x-litellm-api-key, then Authorization: Bearer. The API-key
 // headers come first so that a caller can send its gateway key there and keep
-// Authorization for an oauth_passthrough upstream's own token. On /v1/messages, Anthropic's
+// Authorization for an oauth_passthrough upstream's own token. On /v1/messages (and its
+// count_tokens), Anthropic's
 // x-api-key counts too (after the others), because Anthropic's SDKs and Claude Code send
 // their key there; elsewhere it may be meant for an upstream and is ignored.
 func credential(r *http.Request) (string, oauth.CredentialSource) {
 	keyHeaders := [3]string{"X-Toolgate-Api-Key", "X-Litellm-Api-Key"}
-	if r.URL.Path == "/v1/messages" && r.Header.Get("Authorization") == "" {
+	if (r.URL.Path == "/v1/messages" || r.URL.Path == "/v1/messages/count_tokens") && r.Header.Get("Authorization") == "" {
 		keyHeaders[2] = "X-Api-Key"
 	}
 	for _, h := range keyHeaders {

@@ -397,6 +397,9 @@ func TestMessagesThroughGateway(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if r := g.do(t, "POST", "/v1/messages/count_tokens", body, "x-api-key", key, "Content-Type", "application/json"); r.status != 200 {
+		t.Errorf("/v1/messages/count_tokens with x-api-key: %d %s", r.status, r.body)
+	}
 	if r := g.do(t, "POST", "/v1/messages", body, "x-api-key", "sk-not-a-key", "Content-Type", "application/json"); r.status != 401 {
 		t.Errorf("/v1/messages with a wrong x-api-key: %d %s, want 401", r.status, r.body)
 	}

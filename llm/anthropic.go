@@ -578,15 +578,7 @@ func notNative(d *Deployment) error {
 // the caller's anthropic-version and anthropic-beta, and returns the answer as it came.
 func (p *anthropic) messages(ctx context.Context, d *Deployment, body *reqBody, stream bool) (*result, error) {
 	b, _ := body.encode()
-	h := make(http.Header, 4)
-	h.Set("x-api-key", d.APIKey)
-	h.Set("anthropic-version", anthropicVersion)
-	if v := body.header.Get("anthropic-version"); v != "" {
-		h.Set("anthropic-version", v)
-	}
-	if v := body.header.Values("anthropic-beta"); len(v) > 0 {
-		h["Anthropic-Beta"] = v
-	}
+	h := messagesHeader(d, body)
 	if stream {
 		h.Set("Accept", "text/event-stream")
 		resp, err := post(ctx, p.tr.client, p.endpoint(d), h, "application/json", b)
@@ -606,6 +598,27 @@ func (p *anthropic) messages(ctx context.Context, d *Deployment, body *reqBody, 
 		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable Anthropic answer"}
 	}
 	return &result{native: true, body: raw, usage: m.Usage.openAI()}, nil
+}
+
+// messagesHeader is the header of a Messages API request to d: its key, and the caller's
+// anthropic-version and anthropic-beta.
+func messagesHeader(d *Deployment, body *reqBody) http.Header {
+	h := make(http.Header, 4)
+	h.Set("x-api-key", d.APIKey)
+	h.Set("anthropic-version", anthropicVersion)
+	if v := body.header.Get("anthropic-version"); v != "" {
+		h.Set("anthropic-version", v)
+	}
+	if v := body.header.Values("anthropic-beta"); len(v) > 0 {
+		h["Anthropic-Beta"] = v
+	}
+	return h
+}
+
+// countTokens sends a count_tokens request as it came and returns the answer as it came.
+func (p *anthropic) countTokens(ctx context.Context, d *Deployment, body *reqBody) ([]byte, error) {
+	b, _ := body.encode()
+	return p.tr.call(ctx, d, p.endpoint(d)+"/count_tokens", messagesHeader(d, body), "application/json", b)
 }
 
 // messagesStream passes a Messages API stream through event by event, reading the usage

@@ -4,7 +4,8 @@
 // A Server serves /v1/chat/completions (and /chat/completions), /v1/embeddings,
 // /v1/images/generations, /v1/images/edits (multipart/form-data, or JSON), /v1/messages
 // (Anthropic's Messages API: passed through to anthropic/* deployments, translated to and
-// from chat completions for the others, errors in Anthropic's shape), /v1/models, LiteLLM's /model/new, /model/info,
+// from chat completions for the others, errors in Anthropic's shape) and its
+// /v1/messages/count_tokens, /v1/models, LiteLLM's /model/new, /model/info,
 // /model/update and /model/delete, and /spend/logs. The gateway authenticates the caller
 // and puts a Caller in the request context (WithCaller); the Server never sees credentials
 // of its own.

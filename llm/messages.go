@@ -390,3 +390,55 @@ func (s *chatEventStream) next() ([]byte, error) {
 func (s *chatEventStream) usage() (Usage, bool) { return s.inner.usage() }
 func (s *chatEventStream) pending() bool        { return s.inner.pending() }
 func (s *chatEventStream) close() error         { return s.inner.close() }
+
+// serveCountTokens is POST /v1/messages/count_tokens: the token count of a Messages API
+// request, from the provider for a model with an anthropic/* deployment and estimated
+// (one token per three bytes of messages, system and tools, as reservations do) for
+// others. It is not charged; the caller's rate limits count it as a request.
+func (s *Server) serveCountTokens(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	c := CallerFrom(ctx)
+	if c == nil {
+		return &requestError{status: http.StatusUnauthorized, msg: "authentication required"}
+	}
+	body, err := s.readBody(w, r, callMessages)
+	if err != nil {
+		return err
+	}
+	if !c.AllowClientSideCredentials {
+		if err := refuseCredentials(body); err != nil {
+			return err
+		}
+	}
+	model, _ := body.text("model")
+	if model == "" {
+		return badRequest("model", "model is required")
+	}
+	ds, err := s.modelFor(c, model)
+	if err != nil {
+		return err
+	}
+	adm, err := s.limiter.Admit(ctx, c.Limits)
+	if err != nil {
+		return err
+	}
+	defer adm.Done(0)
+	for _, d := range ds {
+		if an, ok := d.prov.(*anthropic); ok {
+			out := body.forward(gatewayOnly)
+			out.header = r.Header
+			m, _ := json.Marshal(d.Model)
+			out.set("model", m)
+			raw, err := an.countTokens(ctx, d, out)
+			if err != nil {
+				return err
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(raw)
+			return nil
+		}
+	}
+	n := promptTokens(len(body.get("messages"))) + promptTokens(len(body.get("system"))) + promptTokens(len(body.get("tools")))
+	writeJSON(w, http.StatusOK, map[string]int64{"input_tokens": n})
+	return nil
+}

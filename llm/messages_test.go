@@ -389,3 +389,52 @@ func TestTruncatedStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestCountTokens: /v1/messages/count_tokens asks the provider for an anthropic/* model
+// (the request as sent, model renamed, the deployment's key) and estimates for others;
+// nothing is charged, and the key's model list applies.
+func TestCountTokens(t *testing.T) {
+	var got map[string]any
+	var gotKey, gotPath string
+	an := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		gotKey, gotPath = r.Header.Get("x-api-key"), r.URL.Path
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"input_tokens":42}`)
+	}))
+	defer an.Close()
+	oa := newFakeOpenAI(t)
+	mc := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{mc, model("gpt", oa.URL, nil)}})
+	count := map[string]any{"model": "claude", "system": "be brief", "messages": []any{map[string]any{"role": "user", "content": "hello there"}}}
+
+	resp, body := h.post("/v1/messages/count_tokens", count)
+	if resp.StatusCode != 200 || string(body) != `{"input_tokens":42}` {
+		t.Fatalf("anthropic count: %d %s, want the provider's answer", resp.StatusCode, body)
+	}
+	if gotPath != "/v1/messages/count_tokens" || gotKey != "sk-ant" || got["model"] != "claude-test" || got["system"] != "be brief" {
+		t.Errorf("provider got %s with key %q: %v", gotPath, gotKey, got)
+	}
+
+	count["model"] = "gpt"
+	resp, body = h.post("/v1/messages/count_tokens", count)
+	var est struct {
+		InputTokens int64 `json:"input_tokens"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &est) != nil || est.InputTokens < 5 {
+		t.Fatalf("estimated count: %d %s, want input_tokens from the request's size", resp.StatusCode, body)
+	}
+	if oa.calls.Load() != 0 {
+		t.Errorf("an estimate called the provider")
+	}
+
+	h.caller.Models = []string{"gpt"}
+	count["model"] = "claude"
+	if resp, body := h.post("/v1/messages/count_tokens", count); resp.StatusCode != 401 {
+		t.Errorf("a model the key may not use: %d %s, want 401", resp.StatusCode, body)
+	}
+	h.flush()
+	if b := h.budget(store.BudgetKey, "key1"); b.Spend != 0 || b.Reserved != 0 || len(h.logs()) != 0 {
+		t.Errorf("counting was charged: spend %v, reserved %v, %d spend rows", b.Spend, b.Reserved, len(h.logs()))
+	}
+}

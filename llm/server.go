@@ -295,7 +295,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Paths lists the routes the Server answers, for the gateway's mux.
 var Paths = []string{
 	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
-	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/models", "/models",
+	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/models",
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
@@ -323,6 +323,7 @@ func (s *Server) routes() {
 		s.mux.Handle("POST "+p, call(callImageEdits))
 	}
 	s.mux.Handle("POST /v1/messages", call(callMessages))
+	s.mux.Handle("POST /v1/messages/count_tokens", h(s.serveCountTokens))
 	for _, p := range []string{"/v1/models", "/models"} {
 		s.mux.Handle("GET "+p, h(s.serveModels))
 	}
@@ -410,6 +411,29 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 	return ci, nil
 }
 
+// refuseCredentials is the error for a body that would redirect the call or its
+// credentials (request hygiene), or nil.
+func refuseCredentials(body *reqBody) error {
+	if p := checkBody(body); p != "" {
+		return badRequest(p, "Rejected Request: "+p+" is not allowed in request body. Client-side credentials and endpoints need an admin to allow them for this key.")
+	}
+	return nil
+}
+
+// modelFor returns model's deployments, or the error for a caller whose key may not use it
+// or a model that does not exist.
+func (s *Server) modelFor(c *Caller, model string) ([]*Deployment, error) {
+	if !c.MayUse(model) {
+		return nil, &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
+			msg: fmt.Sprintf("key not allowed to access model. This key can only access models=%v. Tried to access %s", c.Models, model)}
+	}
+	ds := s.router.deployments(model)
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownModel, model)
+	}
+	return ds, nil
+}
+
 // estimate is the amount to reserve: the highest estimate among the model's deployments,
 // so that a retry or a different pick cannot cost more than was reserved (fallbacks to
 // other models are charged what they cost).
@@ -484,20 +508,16 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	var override func(*Deployment) *Deployment
 	if c.AllowClientSideCredentials {
 		override = clientCredentials(body)
-	} else if p := checkBody(body); p != "" {
-		return badRequest(p, "Rejected Request: "+p+" is not allowed in request body. Client-side credentials and endpoints need an admin to allow them for this key.")
+	} else if err := refuseCredentials(body); err != nil {
+		return err
 	}
 	ci, err := parseCall(body, kind, r.Header)
 	if err != nil {
 		return err
 	}
-	if !c.MayUse(ci.model) {
-		return &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
-			msg: fmt.Sprintf("key not allowed to access model. This key can only access models=%v. Tried to access %s", c.Models, ci.model)}
-	}
-	ds := s.router.deployments(ci.model)
-	if len(ds) == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownModel, ci.model)
+	ds, err := s.modelFor(c, ci.model)
+	if err != nil {
+		return err
 	}
 	var chatBody *reqBody // /v1/messages as a chat completion, for deployments that speak only that
 	if kind == callMessages {
