@@ -438,3 +438,35 @@ func TestCountTokens(t *testing.T) {
 		t.Errorf("counting was charged: spend %v, reserved %v, %d spend rows", b.Spend, b.Reserved, len(h.logs()))
 	}
 }
+
+// TestMessagesFallbackAcrossFormats: /v1/messages on an Anthropic model whose provider fails
+// falls back to an OpenAI-compatible model, translated, and the other way round.
+func TestMessagesFallbackAcrossFormats(t *testing.T) {
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"type":"error","error":{"type":"api_error","message":"down"}}`)
+	}))
+	defer broken.Close()
+	an := newFakeAnthropic(t)
+	oa := newFakeOpenAI(t)
+	zero := 0
+	models := []llm.ModelConfig{
+		{ModelName: "claude-down", LiteLLMParams: map[string]any{"model": "anthropic/claude-x", "api_base": broken.URL, "api_key": "k"}},
+		{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"}},
+		model("gpt-down", broken.URL, nil),
+		model("gpt", oa.URL, nil),
+	}
+	h := newHarness(t, harnessOpts{models: models, router: llm.RouterSettings{NumRetries: &zero,
+		Fallbacks: []map[string][]string{{"claude-down": {"gpt"}}, {"gpt-down": {"claude"}}}}})
+	for _, tc := range []struct{ model, want string }{
+		{"claude-down", `"text":"hello there"`}, // the fake OpenAI's answer, translated
+		{"gpt-down", `"text":"Bonjour"`},        // the fake Anthropic's, passed through
+	} {
+		resp, body := h.post("/v1/messages", map[string]any{"model": tc.model, "max_tokens": 20,
+			"messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+		if resp.StatusCode != 200 || !strings.Contains(string(body), tc.want) || !strings.Contains(string(body), `"type":"message"`) {
+			t.Errorf("%s: %d %s, want a Messages API answer containing %s", tc.model, resp.StatusCode, body, tc.want)
+		}
+	}
+}

@@ -523,7 +523,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if kind == callMessages {
 		body.header = r.Header
 		for _, d := range ds {
-			if d.Provider != "anthropic" {
+			if d.Provider != "anthropic" { // translate now: a request that cannot be is refused before it is charged
 				if chatBody, err = messagesToChat(body); err != nil {
 					return err
 				}
@@ -572,6 +572,12 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 			m, _ = json.Marshal(d.Model)
 		}
 		if kind == callMessages && d.Provider != "anthropic" {
+			if chatBody == nil { // a fallback to a model the request's own model does not have
+				var err error
+				if chatBody, err = messagesToChat(body); err != nil {
+					return err
+				}
+			}
 			chatBody.set("model", m)
 			cr, err := d.prov.do(ctx, d, callChat, chatBody, ci.stream)
 			if err != nil {
