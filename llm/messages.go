@@ -294,6 +294,7 @@ type chatEventStream struct {
 	open     string // type of the open content block: "", "text" or "tool_use"
 	index    int    // index of the open (or next) content block
 	toolIdx  int    // the chat stream's index of the open tool call
+	toolID   string // and its id (some servers repeat it in every chunk)
 	finish   string
 	finished bool
 	buf      []byte
@@ -369,9 +370,9 @@ func (s *chatEventStream) next() ([]byte, error) {
 			if tc.Index != nil {
 				idx = *tc.Index
 			}
-			if s.open != "tool_use" || idx != s.toolIdx || tc.ID != "" {
+			if s.open != "tool_use" || idx != s.toolIdx || (tc.ID != "" && tc.ID != s.toolID) {
 				s.closeBlock()
-				s.open, s.toolIdx = "tool_use", idx
+				s.open, s.toolIdx, s.toolID = "tool_use", idx, tc.ID
 				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
 					"content_block": map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}}})
 			}
