@@ -192,7 +192,7 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 			}
 			tools = append(tools, chatMessage{Role: "tool", ToolCallID: b.ToolUseID, Content: res})
 		case "thinking", "redacted_thinking":
-			// The model's own reasoning, which chat completions take no part for.
+			// The model's own reasoning, which a chat completion has no place for.
 		default:
 			return nil, fmt.Errorf("content block type %q cannot be sent to this model", b.Type)
 		}
