@@ -3,7 +3,6 @@ package llm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -476,11 +475,23 @@ type anEvent struct {
 		PartialJSON string `json:"partial_json"`
 		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
-	Usage *anUsage `json:"usage"`
-	Error *struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Usage *anUsage       `json:"usage"`
+	Error *anStreamError `json:"error"`
+}
+
+// anStreamError is the error of an Anthropic stream's error event.
+type anStreamError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// upstream is the event's error as the provider's; e may be nil (an error event without one).
+func (e *anStreamError) upstream() error {
+	msg := "stream error"
+	if e != nil && e.Message != "" {
+		msg = e.Message
+	}
+	return &UpstreamError{Status: http.StatusBadGateway, Message: msg}
 }
 
 func (s *anthropicStream) chunk(delta *oaOutMessage, finish *string, u *Usage) ([]byte, error) {
@@ -494,10 +505,7 @@ func (s *anthropicStream) next() ([]byte, error) {
 		if s.done {
 			return nil, io.EOF
 		}
-		typ, data, err := s.sse.event()
-		if errors.Is(err, io.EOF) {
-			return nil, errTruncated
-		}
+		typ, data, err := s.event(false) // message_stop ends it: EOF before is a cut
 		if err != nil {
 			return nil, err
 		}
@@ -558,11 +566,7 @@ func (s *anthropicStream) next() ([]byte, error) {
 			s.done = true
 			return nil, io.EOF
 		case "error":
-			msg := "stream error"
-			if ev.Error != nil {
-				msg = ev.Error.Message
-			}
-			return nil, &UpstreamError{Status: http.StatusBadGateway, Message: msg}
+			return nil, ev.Error.upstream()
 		}
 	}
 }
@@ -634,10 +638,7 @@ func (s *messagesStream) next() ([]byte, error) {
 	if s.done {
 		return nil, io.EOF
 	}
-	typ, data, err := s.sse.event()
-	if errors.Is(err, io.EOF) {
-		return nil, errTruncated
-	}
+	typ, data, err := s.event(false) // message_stop ends it: EOF before is a cut
 	if err != nil {
 		return nil, err
 	}
@@ -646,10 +647,8 @@ func (s *messagesStream) next() ([]byte, error) {
 		Message *struct {
 			Usage anUsage `json:"usage"`
 		} `json:"message"`
-		Usage *anUsage `json:"usage"`
-		Error *struct {
-			Message string `json:"message"`
-		} `json:"error"`
+		Usage *anUsage       `json:"usage"`
+		Error *anStreamError `json:"error"`
 	}
 	_ = json.Unmarshal(data, &ev)
 	if ev.Type == "" {
@@ -657,11 +656,7 @@ func (s *messagesStream) next() ([]byte, error) {
 	}
 	switch ev.Type {
 	case "error":
-		msg := "stream error"
-		if ev.Error != nil && ev.Error.Message != "" {
-			msg = ev.Error.Message
-		}
-		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: msg}
+		return nil, ev.Error.upstream()
 	case "message_start":
 		if ev.Message != nil {
 			s.in, s.out = ev.Message.Usage, ev.Message.Usage.OutputTokens

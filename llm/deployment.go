@@ -252,3 +252,13 @@ func (c Config) Validate() error {
 	}
 	return s.Close()
 }
+
+// modelField is Model as the JSON string a request body's "model" gets: cached for the
+// router's deployments, made here for a copy with client-side credentials.
+func (d *Deployment) modelField() json.RawMessage {
+	if d.modelJSON != nil {
+		return d.modelJSON
+	}
+	m, _ := json.Marshal(d.Model)
+	return m
+}

@@ -428,8 +428,7 @@ func (s *Server) serveCountTokens(w http.ResponseWriter, r *http.Request) error 
 		if an, ok := d.prov.(*anthropic); ok {
 			out := body.forward(gatewayOnly)
 			out.header = r.Header
-			m, _ := json.Marshal(d.Model)
-			out.set("model", m)
+			out.set("model", d.modelField())
 			raw, err := an.countTokens(ctx, d, out)
 			if err != nil {
 				return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -200,12 +199,9 @@ type openAIChunk struct {
 }
 
 func (s *openAIStream) next() ([]byte, error) {
-	_, data, err := s.sse.event()
-	if errors.Is(err, io.EOF) && !s.finished {
-		// Some OpenAI-compatible servers end without [DONE]; that is a normal end once a
-		// choice has finished, and a provider gone mid-answer before.
-		return nil, errTruncated
-	}
+	// Some OpenAI-compatible servers end without [DONE]; that is a normal end once a
+	// choice has finished, and a provider gone mid-answer before.
+	_, data, err := s.event(s.finished)
 	if err != nil {
 		return nil, err
 	}

@@ -385,6 +385,16 @@ type sseBody struct {
 
 func newSSEBody(body io.ReadCloser) sseBody { return sseBody{body: body, sse: newSSEReader(body)} }
 
+// event returns the next event. The end of the body is io.EOF when the stream may end
+// there (ended), and errTruncated when it may not: the provider went away mid-answer.
+func (b *sseBody) event(ended bool) (typ string, data []byte, err error) {
+	typ, data, err = b.sse.event()
+	if errors.Is(err, io.EOF) && !ended {
+		err = errTruncated
+	}
+	return typ, data, err
+}
+
 func (b *sseBody) pending() bool { return b.sse.buffered() }
 
 func (b *sseBody) close() error {

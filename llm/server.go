@@ -361,7 +361,10 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		if len(msgs) == 0 {
 			return nil, badRequest("messages", "messages is required")
 		}
-		ci.prompt = promptTokens(len(msgs)) + promptTokens(len(body.get("tools"))) + promptTokens(len(body.get("system")))
+		ci.prompt = promptTokens(len(msgs)) + promptTokens(len(body.get("tools")))
+		if kind == callMessages { // the Messages API's system prompt is a field of its own
+			ci.prompt += promptTokens(len(body.get("system")))
+		}
 		for _, k := range []string{"max_completion_tokens", "max_tokens"} {
 			if n, ok := body.integer(k); ok && n > 0 {
 				ci.maxTokens = n
@@ -567,10 +570,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	out := body.forward(gatewayOnly)
 	var pr *result
 	at, err := s.router.route(ctx, ci.model, ci.stream, override, func(ctx context.Context, d *Deployment) error {
-		m := d.modelJSON
-		if m == nil {
-			m, _ = json.Marshal(d.Model)
-		}
+		m := d.modelField()
 		if kind == callMessages && d.Provider != "anthropic" {
 			if chatBody == nil { // a fallback to a model the request's own model does not have
 				var err error

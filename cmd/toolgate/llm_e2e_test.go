@@ -405,7 +405,8 @@ func dialGateway(t testing.TB, url, key string) *client.Client {
 	return c
 }
 
-// waitTool waits until the gateway lists name (config upstreams connect in the background).
+// waitTool waits until the gateway lists name, or any tool when name is "" (upstreams
+// connect in the background).
 func waitTool(t testing.TB, c *client.Client, name string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -415,7 +416,7 @@ func waitTool(t testing.TB, c *client.Client, name string) {
 		cancel()
 		if err == nil {
 			for _, tl := range res.Tools {
-				if tl.Name == name {
+				if name == "" || tl.Name == name {
 					return
 				}
 			}

@@ -126,25 +126,6 @@ func callWork(c *client.Client) <-chan error {
 	return out
 }
 
-// openDB opens the SQLite file a stopped toolgate left behind.
-// waitListed waits until c lists a tool: the upstream may still be connecting.
-func waitListed(t testing.TB, c *client.Client) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-		cancel()
-		if err == nil && len(res.Tools) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slow-work never listed: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // startWork starts the blocking tool call and waits until it has reached the upstream.
 func startWork(t testing.TB, c *client.Client, started <-chan struct{}) <-chan error {
 	t.Helper()
@@ -157,6 +138,7 @@ func startWork(t testing.TB, c *client.Client, started <-chan struct{}) <-chan e
 	return result
 }
 
+// openDB opens the SQLite file a stopped toolgate left behind.
 func openDB(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.New(path)
@@ -203,7 +185,7 @@ mcp_servers:
 	}
 	key := k["key"].(string)
 	c := mcpClient(t, base+"/mcp", key)
-	waitListed(t, c)
+	waitTool(t, c, "")
 	result := startWork(t, c, started)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -277,7 +259,7 @@ func TestShutdownGraceOverRecordsCutCall(t *testing.T) {
 		t.Fatalf("key/generate: %d %v", status, k)
 	}
 	c := mcpClient(t, base+"/mcp", k["key"].(string))
-	waitListed(t, c)
+	waitTool(t, c, "")
 	result := startWork(t, c, started)
 	if err := m.Close(); err != nil {
 		t.Logf("close: %v", err)
