@@ -148,7 +148,8 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 		return nil, err
 	}
 	cfg := llm.Config{Models: models, Router: rs, Budget: rt.budget, Limiter: rt.limiter, SpendLog: rt.spend,
-		SpendReader: s.store, Logger: s.log.With("component", "llm"), MaxBodyBytes: s.cfg.MaxBodyBytes, Now: s.now}
+		SpendReader: s.store, Logger: s.log.With("component", "llm"), MaxBodyBytes: s.cfg.MaxBodyBytes, Now: s.now,
+		TracerProvider: s.cfg.TracerProvider}
 	if s.box != nil {
 		cfg.ModelStore, cfg.Sealer = s.store, s.box
 	}

@@ -259,6 +259,7 @@ func New(cfg Config) (*Server, error) {
 		OnHealth:      s.upstreamHealth,
 	})
 	fed, err := federation.New(federation.Config{
+		TracerProvider: cfg.TracerProvider,
 		Upstreams:      oauthUpstreams{s, s.pool},
 		Logger:         s.log.With("component", "federation"),
 		Authorizer:     authorizer{s},

@@ -3,15 +3,19 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -20,22 +24,37 @@ import (
 )
 
 // TestTraceReachesUpstream: with a tracer provider, a tools/call through /mcp is one trace:
-// the gateway's server span continues the caller's traceparent, the upstream request is a
-// client span below it, and the upstream receives a traceparent of the same trace.
+// the gateway's HTTP server span continues the caller's traceparent; below it the
+// tools/call is an MCP server span, the upstream call an MCP client span (whose trace
+// context the upstream gets in params._meta), and the upstream HTTP request a client span
+// whose traceparent header the upstream gets. A caller's trace context in params._meta
+// parents the MCP server span instead, with the HTTP span linked; a tool's isError result
+// marks both MCP spans failed.
 func TestTraceReachesUpstream(t *testing.T) {
+	type seen struct{ header, meta string }
 	var mu sync.Mutex
-	var upstreamParents []string // traceparent of each tools/call the upstream received
+	var upstreamSaw []seen // traceparent header and _meta.traceparent of each tools/call
 	s := server.NewMCPServer("traced", "1")
 	s.AddTool(mcp.NewTool("echo"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if req.GetArguments()["message"] == "fail" {
+			return mcp.NewToolResultError("failed on cue"), nil
+		}
 		return mcp.NewToolResultText("ok"), nil
 	})
 	mcpHandler := server.NewStreamableHTTPServer(s)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if r.Method == http.MethodPost && bytes.Contains(body, []byte(`"tools/call"`)) {
+		var msg struct {
+			Method string
+			Params struct {
+				Meta map[string]any `json:"_meta"`
+			}
+		}
+		if r.Method == http.MethodPost && json.Unmarshal(body, &msg) == nil && msg.Method == "tools/call" {
+			tp, _ := msg.Params.Meta["traceparent"].(string)
 			mu.Lock()
-			upstreamParents = append(upstreamParents, r.Header.Get("Traceparent"))
+			upstreamSaw = append(upstreamSaw, seen{r.Header.Get("Traceparent"), tp})
 			mu.Unlock()
 		}
 		mcpHandler.ServeHTTP(w, r)
@@ -64,61 +83,190 @@ func TestTraceReachesUpstream(t *testing.T) {
 	}
 
 	mu.Lock()
-	parents := append([]string(nil), upstreamParents...)
+	saw := append([]seen(nil), upstreamSaw...)
 	mu.Unlock()
-	if len(parents) != 1 || !strings.HasPrefix(parents[0], "00-"+callerTrace+"-") {
-		t.Fatalf("upstream tools/call traceparent: got %q, want one in trace %s", parents, callerTrace)
+	if len(saw) != 1 || !strings.HasPrefix(saw[0].header, "00-"+callerTrace+"-") || !strings.HasPrefix(saw[0].meta, "00-"+callerTrace+"-") {
+		t.Fatalf("upstream tools/call trace context: got %+v, want header and _meta in trace %s", saw, callerTrace)
 	}
-	upstreamParentSpan := strings.Split(parents[0], "-")[2]
+	httpSpanID, mcpSpanID := strings.Split(saw[0].header, "-")[2], strings.Split(saw[0].meta, "-")[2]
 
-	// The downstream server span ends (and is exported) after the client has its answer:
-	// wait until the upstream call's span and its parent are both there.
-	var spans tracetest.SpanStubs
-	waitFor(t, "the upstream call span and its parent", func() bool {
-		spans = exp.GetSpans()
-		ids := map[trace.SpanID]bool{}
-		for _, sp := range spans {
-			ids[sp.SpanContext.SpanID()] = true
-		}
-		for _, sp := range spans {
-			if sp.SpanContext.SpanID().String() == upstreamParentSpan {
-				return ids[sp.Parent.SpanID()]
+	// The downstream spans end (and are exported) after the client has its answer: wait
+	// until the chain from the upstream HTTP request up to the downstream one is there.
+	byID := func(spans tracetest.SpanStubs, id string) *tracetest.SpanStub {
+		for i := range spans {
+			if spans[i].SpanContext.SpanID().String() == id {
+				return &spans[i]
 			}
 		}
-		return false
+		return nil
+	}
+	var chain []*tracetest.SpanStub // upstream HTTP request, MCP client, MCP server, downstream HTTP request
+	waitFor(t, "the upstream call's span and its parents", func() bool {
+		spans := exp.GetSpans()
+		chain = chain[:0]
+		for sp := byID(spans, httpSpanID); sp != nil && len(chain) < 4; sp = byID(spans, sp.Parent.SpanID().String()) {
+			chain = append(chain, sp)
+		}
+		return len(chain) == 4
 	})
-	var serverSpan, clientSpan *tracetest.SpanStub
-	for i := range spans {
-		sp := &spans[i]
-		if sp.SpanContext.TraceID().String() != callerTrace {
-			continue
+	want := []struct {
+		name string
+		kind trace.SpanKind
+	}{{"", trace.SpanKindClient}, {"tools/call echo", trace.SpanKindClient}, {"tools/call traced-echo", trace.SpanKindServer}, {"POST class:mcp", trace.SpanKindServer}}
+	for i, w := range want {
+		sp := chain[i]
+		if sp.SpanContext.TraceID().String() != callerTrace || sp.SpanKind != w.kind || (w.name != "" && sp.Name != w.name) {
+			t.Errorf("span %d up from the upstream request: %q %v in trace %s, want %q %v in %s", i, sp.Name, sp.SpanKind, sp.SpanContext.TraceID(), w.name, w.kind, callerTrace)
 		}
-		switch sp.SpanKind {
-		case trace.SpanKindServer:
-			if sp.Name == "POST class:mcp" {
-				serverSpan = sp
+	}
+	if chain[1].SpanContext.SpanID().String() != mcpSpanID {
+		t.Errorf("upstream _meta.traceparent names span %s, want the MCP client span %s", mcpSpanID, chain[1].SpanContext.SpanID())
+	}
+	if a := attrMap(chain[1].Attributes); a["mcp.method.name"] != "tools/call" || a["gen_ai.tool.name"] != "echo" ||
+		a["gen_ai.operation.name"] != "execute_tool" || a["toolgate.mcp_server"] != "traced" {
+		t.Errorf("MCP client span attributes: %v", a)
+	}
+	if a := attrMap(chain[2].Attributes); a["gen_ai.tool.name"] != "traced-echo" || a["mcp.session.id"] == nil || a["error.type"] != nil {
+		t.Errorf("MCP server span attributes: %v", a)
+	}
+
+	// A caller that puts its trace context in _meta gets the MCP server span in its trace,
+	// the HTTP request's span linked; a tool error marks both MCP spans.
+	const metaTrace = "0af7651916cd43dd8448eb211c80319c"
+	exp.Reset()
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "traced-echo"
+	req.Params.Arguments = map[string]any{"message": "fail"}
+	req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{"traceparent": "00-" + metaTrace + "-b7ad6b7169203331-01"}}
+	if res, err := c.CallTool(context.Background(), req); err != nil || !res.IsError {
+		t.Fatalf("call with _meta trace context: %v %+v", err, res)
+	}
+	var srv, cli *tracetest.SpanStub
+	waitFor(t, "the MCP spans of the second call", func() bool {
+		spans := exp.GetSpans()
+		srv, cli = nil, nil
+		for i := range spans {
+			switch spans[i].Name {
+			case "tools/call traced-echo":
+				srv = &spans[i]
+			case "tools/call echo":
+				cli = &spans[i]
 			}
-		case trace.SpanKindClient:
-			if sp.SpanContext.SpanID().String() == upstreamParentSpan {
-				clientSpan = sp
+		}
+		return srv != nil && cli != nil
+	})
+	if srv.SpanContext.TraceID().String() != metaTrace || srv.Parent.SpanID().String() != "b7ad6b7169203331" {
+		t.Errorf("MCP server span: trace %s parent %s, want the _meta's %s / b7ad6b7169203331", srv.SpanContext.TraceID(), srv.Parent.SpanID(), metaTrace)
+	}
+	if len(srv.Links) != 1 || srv.Links[0].SpanContext.TraceID().String() != callerTrace {
+		t.Errorf("MCP server span links: %+v, want the HTTP request's span in trace %s", srv.Links, callerTrace)
+	}
+	mu.Lock()
+	last := upstreamSaw[len(upstreamSaw)-1]
+	mu.Unlock()
+	if last.meta != "00-"+metaTrace+"-"+cli.SpanContext.SpanID().String()+"-01" {
+		t.Errorf("upstream _meta.traceparent %q, want the MCP client span %s in trace %s", last.meta, cli.SpanContext.SpanID(), metaTrace)
+	}
+	for _, sp := range []*tracetest.SpanStub{srv, cli} {
+		if a := attrMap(sp.Attributes); a["error.type"] != "tool_error" || sp.Status.Code != codes.Error {
+			t.Errorf("%s (%v): error.type %v status %v, want tool_error / Error", sp.Name, sp.SpanKind, a["error.type"], sp.Status)
+		}
+	}
+}
+
+// TestUntracedMetaPassesThrough: with tracing off, a caller's trace context in _meta reaches
+// the upstream as it was sent.
+func TestUntracedMetaPassesThrough(t *testing.T) {
+	var mu sync.Mutex
+	var metas []string
+	s := server.NewMCPServer("plain", "1")
+	s.AddTool(mcp.NewTool("echo"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if m := req.Params.Meta; m != nil {
+			tp, _ := m.AdditionalFields["traceparent"].(string)
+			mu.Lock()
+			metas = append(metas, tp)
+			mu.Unlock()
+		}
+		return mcp.NewToolResultText("ok"), nil
+	})
+	up := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	t.Cleanup(up.Close)
+	g := newTestGateway(t, func(c *Config) {
+		c.MCPServers = []*store.MCPServer{{Name: "plain", URL: up.URL + "/mcp", AvailableOnPublicInternet: true}}
+	})
+	waitFor(t, "upstream healthy", func() bool {
+		r := g.admin(t, "GET", "/v1/mcp/server/health", nil)
+		return strings.Contains(string(r.body), `"status":"healthy"`)
+	})
+	c := dialMCP(t, g.url+"/mcp", true, map[string]string{"Authorization": "Bearer " + testMasterKey})
+	const sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "plain-echo"
+	req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{"traceparent": sent}}
+	if _, err := c.CallTool(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(metas) != 1 || metas[0] != sent {
+		t.Errorf("upstream _meta.traceparent: %q, want %q", metas, sent)
+	}
+}
+
+func attrMap(kvs []attribute.KeyValue) map[string]any {
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+// TestLLMCallTraced: through the whole gateway, a completion's provider call is a client
+// span below the request's server span, after the GenAI conventions, and the provider gets
+// that span as its parent. The Anthropic provider is the one named here.
+func TestLLMCallTraced(t *testing.T) {
+	var gotParent atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotParent.Store(r.Header.Get("Traceparent"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5}}`)
+	}))
+	defer up.Close()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	g := newTestGateway(t, func(c *Config) {
+		c.TracerProvider = tp
+		c.ModelList = []map[string]any{{"model_name": "claude", "litellm_params": map[string]any{"model": "anthropic/claude-x", "api_base": up.URL, "api_key": "sk-ant"}}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	r := g.do(t, "POST", "/v1/chat/completions", `{"model":"claude","messages":[{"role":"user","content":"hi"}]}`,
+		"Authorization", "Bearer "+testMasterKey, "Content-Type", "application/json")
+	if r.status != 200 {
+		t.Fatalf("completion: %d %s", r.status, r.body)
+	}
+	var call, req *tracetest.SpanStub
+	waitFor(t, "the provider call's span and the request's", func() bool {
+		spans := exp.GetSpans()
+		call, req = nil, nil
+		for i := range spans {
+			switch spans[i].Name {
+			case "chat claude-x":
+				call = &spans[i]
+			case "POST /v1/chat/completions":
+				req = &spans[i]
 			}
 		}
+		return call != nil && req != nil
+	})
+	if call.Parent.SpanID() != req.SpanContext.SpanID() || call.SpanKind != trace.SpanKindClient {
+		t.Errorf("provider call span: parent %s kind %v, want the request's span %s and client", call.Parent.SpanID(), call.SpanKind, req.SpanContext.SpanID())
 	}
-	if serverSpan == nil || clientSpan == nil {
-		var names []string
-		for _, sp := range spans {
-			names = append(names, sp.Name+"/"+sp.SpanKind.String()+"/"+sp.SpanContext.TraceID().String())
-		}
-		t.Fatalf("want a server span and the upstream client span in trace %s; got %v", callerTrace, names)
+	a := attrMap(call.Attributes)
+	if a["gen_ai.provider.name"] != "anthropic" || a["gen_ai.usage.input_tokens"] != int64(10) || a["gen_ai.usage.output_tokens"] != int64(5) {
+		t.Errorf("provider call span attributes: %v", a)
 	}
-	// The client span hangs below the tools/call request's server span.
-	var callSpan *tracetest.SpanStub
-	for i := range spans {
-		if spans[i].SpanContext.SpanID() == clientSpan.Parent.SpanID() {
-			callSpan = &spans[i]
-		}
-	}
-	if callSpan == nil || callSpan.SpanKind != trace.SpanKindServer || callSpan.Name != "POST class:mcp" {
-		t.Errorf("upstream span's parent: got %+v, want the downstream POST server span", callSpan)
+	if p, _ := gotParent.Load().(string); !strings.Contains(p, call.SpanContext.SpanID().String()) {
+		t.Errorf("provider got traceparent %q, want span %s", p, call.SpanContext.SpanID())
 	}
 }

@@ -17,6 +17,9 @@ const anthropicVersion = "2023-06-01"
 // requires one.
 const anthropicDefaultMaxTokens = 4096
 
+// anthropicBase is where anthropic/ deployments without an api_base go.
+const anthropicBase = "https://api.anthropic.com"
+
 // anthropic translates chat completions to and from Anthropic's Messages API, tools and
 // streaming included.
 type anthropic struct {
@@ -26,7 +29,7 @@ type anthropic struct {
 func (p *anthropic) endpoint(d *Deployment) string {
 	base := strings.TrimRight(d.APIBase, "/")
 	if base == "" {
-		base = "https://api.anthropic.com"
+		base = anthropicBase
 	}
 	if strings.HasSuffix(base, "/v1/messages") {
 		return base

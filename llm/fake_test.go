@@ -35,6 +35,7 @@ type fakeOpenAI struct {
 	lastAuth  string
 	lastPath  string
 	lastFiles []sentFile // file parts of the last multipart body
+	traces    []string   // traceparent of each call, "" when none
 }
 
 // sentFile is a file part a fake provider received.
@@ -72,6 +73,7 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.lastBody, f.lastAuth, f.lastPath, f.lastFiles = body, r.Header.Get("Authorization")+r.Header.Get("api-key"), r.URL.String(), files
+	f.traces = append(f.traces, r.Header.Get("Traceparent"))
 	f.mu.Unlock()
 	if f.delay > 0 {
 		select {
@@ -142,6 +144,12 @@ func (f *fakeOpenAI) body() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lastBody
+}
+
+func (f *fakeOpenAI) traceparents() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.traces...)
 }
 
 func (f *fakeOpenAI) files() []sentFile {

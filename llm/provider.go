@@ -153,6 +153,7 @@ func post(ctx context.Context, client *http.Client, url string, header http.Head
 	if err != nil {
 		return nil, err
 	}
+	injectTrace(ctx, header)
 	req.Header = header
 	req.Header["Content-Type"] = []string{contentType}
 	resp, err := client.Do(req)
@@ -247,6 +248,7 @@ func fastPost(ctx context.Context, c *fasthttp.Client, url string, header http.H
 	req.SetRequestURI(url)
 	req.Header.SetMethod(http.MethodPost)
 	req.Header.SetContentType(contentType)
+	injectTrace(ctx, header)
 	for k, v := range header {
 		if len(v) > 0 {
 			req.Header.Set(k, v[0])

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/llm/budget"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Routing strategies, in LiteLLM's spelling.
@@ -67,6 +68,7 @@ type Router struct {
 	fallbacks map[string][]string
 	limiter   budget.Limiter
 	now       func() time.Time
+	tracer    trace.Tracer // nil: attempts are not traced
 
 	mu     sync.RWMutex
 	byName map[string][]*Deployment
@@ -264,6 +266,7 @@ type attempt struct {
 	start  time.Time
 	adm    *budget.Admission
 	cancel context.CancelFunc
+	span   trace.Span // nil when tracing is off
 	once   sync.Once
 }
 
@@ -275,6 +278,9 @@ func (a *attempt) finish(tokens int64, ok bool) {
 		a.cancel()
 		if ok {
 			a.r.success(a.d, a.r.now().Sub(a.start))
+		}
+		if a.span != nil {
+			a.span.End()
 		}
 	})
 }
@@ -307,7 +313,7 @@ func (r *Router) failure(d *Deployment, err error) {
 // retrying retryable failures with backoff. call gets a per-attempt context that stays
 // valid until the returned attempt is finished. override, when not nil, replaces each
 // picked deployment (client-side credentials).
-func (r *Router) route(ctx context.Context, model string, stream bool, override func(*Deployment) *Deployment,
+func (r *Router) route(ctx context.Context, model, kind string, stream bool, override func(*Deployment) *Deployment,
 	call func(ctx context.Context, d *Deployment) error) (*attempt, error) {
 	var lastErr error
 	known := false
@@ -363,6 +369,7 @@ func (r *Router) route(ctx context.Context, model string, stream bool, override 
 				actx, cancel = context.WithTimeout(ctx, to)
 			}
 			at := &attempt{d: d, r: r, start: r.now(), adm: adm, cancel: cancel}
+			actx, at.span = r.startAttempt(actx, kind, target)
 			d.inflight.Add(1)
 			err := call(actx, target)
 			var timedOut bool
@@ -377,6 +384,7 @@ func (r *Router) route(ctx context.Context, model string, stream bool, override 
 			if timedOut && ctx.Err() == nil {
 				err = &UpstreamError{Status: http.StatusRequestTimeout, Message: fmt.Sprintf("timed out after %s", to), Err: err}
 			}
+			spanFailed(at.span, err)
 			at.finish(0, false)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

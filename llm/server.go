@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/net/http/httpproxy"
 	"io"
 	"log/slog"
 	"mime"
@@ -16,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/toolgate/toolgate/llm/budget"
 	"github.com/toolgate/toolgate/store"
@@ -78,6 +80,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// TracerProvider, if set, traces each provider call (a client span per attempt, after
+	// OpenTelemetry's GenAI conventions) and sends its traceparent to the provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Server serves the OpenAI-compatible LLM endpoints, model management and spend logs. It
@@ -150,6 +155,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		errs = append(errs, err)
 		r, _ = newRouter(RouterSettings{}, s.limiter, s.now)
+	}
+	if cfg.TracerProvider != nil {
+		r.tracer = cfg.TracerProvider.Tracer("github.com/toolgate/toolgate/llm")
 	}
 	s.router = r
 	for _, mc := range cfg.Models {
@@ -569,7 +577,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	out := body.forward(gatewayOnly)
 	var pr *result
-	at, err := s.router.route(ctx, ci.model, ci.stream, override, func(ctx context.Context, d *Deployment) error {
+	at, err := s.router.route(ctx, ci.model, kind, ci.stream, override, func(ctx context.Context, d *Deployment) error {
 		m := d.modelField()
 		if kind == callMessages && d.Provider != "anthropic" {
 			if chatBody == nil { // a fallback to a model the request's own model does not have
@@ -636,8 +644,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		_, _ = w.Write(pr.body)
 	}
 	tokens = u.TotalTokens
-	at.finish(tokens, status == "success")
 	spend := cost(d, kind, ci, u, images)
+	at.record(u, spend, status == "success")
+	at.finish(tokens, status == "success")
 	if res != nil {
 		if err := res.Commit(ctx, spend); err != nil {
 			s.log.Error("commit budget reservation", "request_id", reqID, "err", err)

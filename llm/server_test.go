@@ -20,6 +20,8 @@ import (
 	"github.com/toolgate/toolgate/llm/budget"
 	"github.com/toolgate/toolgate/llm/budget/budgettest"
 	"github.com/toolgate/toolgate/store"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // harness is an llm.Server with budgets, a spend log and a caller injected per request.
@@ -46,6 +48,7 @@ type harnessOpts struct {
 	count      func(h *harness) int          // counts spend logs; default: the in-memory store
 	leaseFor   time.Duration                 // budget leases; default: off
 	spendEvery time.Duration                 // spend log interval; default: 5 ms
+	tracer     trace.TracerProvider          // traces provider calls; a caller's traceparent is continued
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -78,7 +81,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := llm.Config{Models: o.models, Router: o.router, Budget: m, SpendLog: h.spend, SpendReader: rd}
+	cfg := llm.Config{Models: o.models, Router: o.router, Budget: m, SpendLog: h.spend, SpendReader: rd, TracerProvider: o.tracer}
 	if o.modelStore != nil {
 		cfg.ModelStore = o.modelStore
 		cfg.Sealer = testSealer(t)
@@ -97,7 +100,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		if r.Header.Get("x-test-admin") == "1" {
 			c.Admin = true
 		}
-		h.srv.ServeHTTP(w, r.WithContext(llm.WithCaller(r.Context(), &c)))
+		ctx := r.Context()
+		if o.tracer != nil { // as the gateway's server span would be
+			ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		h.srv.ServeHTTP(w, r.WithContext(llm.WithCaller(ctx, &c)))
 	}))
 	t.Cleanup(func() {
 		h.http.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolgate/toolgate/gateway/upstream"
 )
@@ -121,6 +122,8 @@ type Config struct {
 	// OnListCache is called on every cached list lookup: hit is true when a
 	// fetched list was served without waiting. If nil, nothing.
 	OnListCache func(hit bool)
+	// TracerProvider, if set, traces tool calls (tracing.go). If nil, none.
+	TracerProvider trace.TracerProvider
 }
 
 // Tool is a federated tool as shown to a caller.
@@ -176,6 +179,7 @@ type Federation struct {
 
 	subscriber Subscriber // nil: resource subscriptions are not offered
 	subs       *subscriptions
+	tracer     trace.Tracer // nil: tool calls are not traced
 }
 
 // New validates cfg and returns a Federation. It makes no network calls; the
@@ -185,6 +189,9 @@ func New(cfg Config) (*Federation, error) {
 		return nil, errors.New("federation: Config.Upstreams is required")
 	}
 	f := &Federation{cfg: cfg, up: cfg.Upstreams, log: cfg.Logger}
+	if cfg.TracerProvider != nil {
+		f.tracer = cfg.TracerProvider.Tracer("github.com/toolgate/toolgate/gateway/federation")
+	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -430,7 +437,9 @@ func (f *Federation) call(ctx context.Context, ref toolRef, req mcp.CallToolRequ
 			}()
 		}
 	}
-	res, err := f.up.CallTool(ctx, server, req, obs)
+	tctx, end := f.traceUpstreamCall(ctx, server, &req)
+	res, err := f.up.CallTool(tctx, server, req, obs)
+	end(res, err)
 	if done != nil {
 		done(res, err)
 	}

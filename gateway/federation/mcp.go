@@ -29,6 +29,7 @@ import (
 type reqState struct {
 	scope    scope
 	tool     *toolRef
+	toolName string // the name tool was called by
 	prompt   *toolRef
 	resource *toolRef
 }
@@ -73,7 +74,7 @@ func (f *Federation) buildMCP() {
 	h.AddBeforeCallTool(func(ctx context.Context, _ any, req *mcp.CallToolRequest) {
 		st := stateFrom(ctx)
 		if ref, ok := f.resolveTool(ctx, st.scope, req.Params.Name); ok {
-			st.tool = &ref
+			st.tool, st.toolName = &ref, req.Params.Name
 			req.Params.Name = f.dispatch
 		}
 	})
@@ -191,15 +192,19 @@ func missingMeta(m *mcp.Meta, missing []string) *mcp.Meta {
 }
 
 func (f *Federation) handleCall(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	ref := stateFrom(ctx).tool
+	st := stateFrom(ctx)
+	ref := st.tool
 	if ref == nil {
 		return nil, errNotResolved
 	}
+	ctx, end := f.traceServerCall(ctx, req.Params.Meta, st.toolName)
 	up := mcp.CallToolRequest{}
 	up.Params.Name = ref.original
 	up.Params.Arguments = req.Params.Arguments
 	up.Params.Meta = hopMeta(req.Params.Meta)
-	return f.call(ctx, *ref, up, f.observer(ctx))
+	res, err := f.call(ctx, *ref, up, f.observer(ctx))
+	end(res, err)
+	return res, err
 }
 
 // observer routes an upstream call's side traffic to the downstream client
