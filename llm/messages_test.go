@@ -470,3 +470,50 @@ func TestMessagesFallbackAcrossFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesMetadata: a Messages API call's metadata.user_id reaches Anthropic (which
+// uses it against abuse) and nothing else of the metadata does, whether it came as an
+// object or as a JSON string; it is not an end user; a translated call sends no metadata.
+func TestMessagesMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		meta any
+	}{
+		{"object", map[string]any{"user_id": "user_abc_session_1", "tags": []any{"team-a"}}},
+		{"JSON string", `{"user_id":"user_abc_session_1","tags":["team-a"]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, an := messagesHarness(t)
+			if resp, body := h.post("/v1/messages", messagesBody("metadata", tc.meta)); resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got, _ := json.Marshal(an.body()["metadata"]); string(got) != `{"user_id":"user_abc_session_1"}` {
+				t.Errorf("Anthropic got metadata %s, want only the user_id", got)
+			}
+			h.flush()
+			if logs := h.logs(); len(logs) != 1 || logs[0].EndUser != "" || strings.Join(logs[0].Tags, ",") != "team-a" {
+				t.Errorf("spend log %+v, want no end user and the tag team-a", logs[0])
+			}
+		})
+	}
+	t.Run("none", func(t *testing.T) {
+		h, an := messagesHarness(t)
+		if resp, body := h.post("/v1/messages", messagesBody("metadata", map[string]any{"tags": []any{"x"}})); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if m, ok := an.body()["metadata"]; ok {
+			t.Errorf("Anthropic got metadata %v, want none", m)
+		}
+	})
+	t.Run("translated", func(t *testing.T) {
+		oa := newFakeOpenAI(t)
+		h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", oa.URL, nil)}})
+		if resp, body := h.post("/v1/messages", messagesBody("model", "gpt", "tools", nil, "metadata", map[string]any{"user_id": "u1"})); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		sent := oa.body()
+		if _, ok := sent["metadata"]; ok || sent["user"] != nil {
+			t.Errorf("translated call sent metadata %v / user %v, want neither", sent["metadata"], sent["user"])
+		}
+	})
+}

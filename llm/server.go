@@ -392,34 +392,87 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 			ci.n = int(n)
 		}
 	}
-	ci.endUser, _ = body.text("user")
-	var tags, metaTags []string
+	var tags []string
 	if v := body.get("tags"); len(v) > 0 {
 		if err := json.Unmarshal(v, &tags); err != nil {
 			return nil, badRequest("tags", "tags must be a list of strings")
 		}
 	}
-	if v := body.get("metadata"); len(v) > 0 {
-		var md struct {
-			Tags []string `json:"tags"`
-		}
-		raw := v
-		var sv string
-		if json.Unmarshal(v, &sv) == nil {
-			raw = json.RawMessage(sv)
-		}
-		_ = json.Unmarshal(raw, &md)
-		metaTags = md.Tags
-	}
+	md, lmd := gatewayMeta(body.get("metadata")), gatewayMeta(body.get("litellm_metadata"))
+	ci.endUser = endUser(body, lmd)
 	var hdrTags []string
 	for _, h := range header.Values("x-litellm-tags") {
 		hdrTags = append(hdrTags, strings.Split(h, ",")...)
 	}
-	ci.tags = mergeTags(hdrTags, tags, metaTags)
+	ci.tags = mergeTags(hdrTags, tags, md.Tags, lmd.Tags)
 	if len(ci.tags) > 32 {
 		return nil, badRequest("tags", "too many tags (at most 32)")
 	}
 	return ci, nil
+}
+
+// metaFields are the fields toolgate reads from a request's metadata or litellm_metadata
+// (an object, or an object encoded as a JSON string, as multipart forms and some SDKs'
+// extra_body send it).
+type metaFields struct {
+	Tags   []string        `json:"tags"`
+	User   json.RawMessage `json:"user"`    // litellm_metadata.user: an end user
+	UserID json.RawMessage `json:"user_id"` // metadata.user_id: Anthropic's own field
+}
+
+func gatewayMeta(v json.RawMessage) metaFields {
+	var md metaFields
+	if len(v) == 0 {
+		return md
+	}
+	var sv string
+	if json.Unmarshal(v, &sv) == nil {
+		v = json.RawMessage(sv)
+	}
+	_ = json.Unmarshal(v, &md)
+	return md
+}
+
+// endUser is the end user a call is attributed and budgeted to: the body's user, else
+// litellm_metadata.user, else safety_identifier (OpenAI's successor to user), as LiteLLM
+// reads them. Anthropic's metadata.user_id is not one: Claude Code fills it with a new
+// value every session, which would make each session an end user with a budget row of its
+// own (LiteLLM reads it, and its users see exactly that).
+func endUser(body *reqBody, lmd metaFields) string {
+	if u, _ := body.text("user"); u != "" {
+		return u
+	}
+	if u := scalarText(lmd.User); u != "" {
+		return u
+	}
+	u, _ := body.text("safety_identifier")
+	return u
+}
+
+// scalarText is a JSON string's text or a number's digits; "" for anything else.
+func scalarText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(v, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// anthropicMetadata is the metadata a Messages API call sends Anthropic: the caller's
+// metadata.user_id, which Anthropic uses to detect abuse, and nothing of toolgate's own
+// (Anthropic refuses fields it does not know). It is nil when there is no user_id.
+func anthropicMetadata(body *reqBody) json.RawMessage {
+	uid := gatewayMeta(body.get("metadata")).UserID
+	var s string
+	if json.Unmarshal(uid, &s) != nil {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"user_id": s})
+	return b
 }
 
 // refuseCredentials is the error for a body that would redirect the call or its
@@ -576,6 +629,11 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		reqID = budget.NewID()
 	}
 	out := body.forward(gatewayOnly)
+	if kind == callMessages {
+		if m := anthropicMetadata(body); m != nil { // sent only to Anthropic: translation leaves it out
+			out.set("metadata", m)
+		}
+	}
 	var pr *result
 	at, err := s.router.route(ctx, ci.model, kind, ci.stream, override, func(ctx context.Context, d *Deployment) error {
 		m := d.modelField()

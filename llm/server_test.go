@@ -946,3 +946,41 @@ func TestPanicReleasesReservation(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// TestEndUserSources: the end user a call is logged under (and budgeted to) is the body's
+// user, else litellm_metadata.user (also as a JSON string or a number), else
+// safety_identifier; Anthropic's metadata.user_id is not one.
+func TestEndUserSources(t *testing.T) {
+	up := newFakeOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	for _, tc := range []struct {
+		name  string
+		extra []any
+		want  string
+	}{
+		{"user", []any{"user", "alice", "litellm_metadata", map[string]any{"user": "bob"}, "safety_identifier", "sid"}, "alice"},
+		{"litellm_metadata.user", []any{"litellm_metadata", map[string]any{"user": "bob"}, "safety_identifier", "sid"}, "bob"},
+		{"litellm_metadata as a string", []any{"litellm_metadata", `{"user":"carol"}`}, "carol"},
+		{"numeric litellm_metadata.user", []any{"litellm_metadata", map[string]any{"user": 42}}, "42"},
+		{"safety_identifier", []any{"safety_identifier", "sid-1"}, "sid-1"},
+		{"metadata.user_id", []any{"metadata", map[string]any{"user_id": "session-blob"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := h.post("/v1/chat/completions", chat("gpt", tc.extra...))
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			id := resp.Header.Get("x-litellm-call-id")
+			h.flush()
+			for _, l := range h.logs() {
+				if l.RequestID == id {
+					if l.EndUser != tc.want {
+						t.Errorf("end user %q, want %q", l.EndUser, tc.want)
+					}
+					return
+				}
+			}
+			t.Fatalf("no spend row for call %s", id)
+		})
+	}
+}
