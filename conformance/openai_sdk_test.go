@@ -18,8 +18,9 @@ import (
 )
 
 // fakeOpenAI speaks OpenAI's wire format for chat completions (plain and streamed, with
-// usage in the stream when stream_options.include_usage asks for it) and embeddings (float
-// or base64, as encoding_format asks), and records the bodies it receives.
+// usage in the stream when stream_options.include_usage asks for it), the Responses API
+// (plain and streamed), and embeddings (float or base64, as encoding_format asks), and
+// records the bodies it receives.
 type fakeOpenAI struct {
 	mu     sync.Mutex
 	bodies []map[string]any
@@ -38,6 +39,8 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case strings.HasSuffix(r.URL.Path, "/responses"):
+		serveResponses(w, body["stream"] == true)
 	case strings.HasSuffix(r.URL.Path, "/embeddings"):
 		vec := []float32{0.25, -0.5, 1}
 		var emb any = vec
@@ -70,6 +73,32 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// serveResponses answers a Responses API call: "hello there" for 12 input and 8 output
+// tokens, or streamed as four words' deltas and response.completed with 12 and 4.
+func serveResponses(w http.ResponseWriter, stream bool) {
+	answer := func(text string, out int) string {
+		return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-x",`+
+			`"output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":%q,"annotations":[]}]}],`+
+			`"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`, text, out, 12+out)
+	}
+	if !stream {
+		_, _ = io.WriteString(w, answer("hello there", 8))
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	seq := 0
+	ev := func(typ, rest string) {
+		fmt.Fprintf(w, "event: %s\ndata: {\"type\":%q,\"sequence_number\":%d,%s}\n\n", typ, typ, seq, rest)
+		w.(http.Flusher).Flush()
+		seq++
+	}
+	ev("response.created", `"response":{"id":"resp_1","object":"response","created_at":1,"status":"in_progress","model":"gpt-x","output":[],"usage":null}`)
+	for _, word := range []string{"hello", " from", " the", " stream"} {
+		ev("response.output_text.delta", fmt.Sprintf(`"item_id":"msg_1","output_index":0,"content_index":0,"delta":%q`, word))
+	}
+	ev("response.completed", `"response":`+answer("hello from the stream", 4))
+}
+
 func (f *fakeOpenAI) seen() ([]map[string]any, []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -91,6 +120,15 @@ type sdkRun struct {
 		Dims  int
 		Usage map[string]float64
 	}
+	Responses struct {
+		Text  string
+		Usage map[string]any
+	}
+	ResponsesStream struct {
+		Text   string
+		Usage  map[string]any
+		Events int
+	}
 	Models  []string
 	Calls   int
 	Refused *struct {
@@ -103,8 +141,8 @@ type sdkRun struct {
 
 // TestOpenAISDK is the LLM half of the "switch by changing a URL" promise, with OpenAI's
 // official JavaScript SDK: through a virtual key with a budget, a chat completion with
-// tools, a streamed one with usage, an embedding in the SDK's default base64 encoding and
-// the model list all work; each call's spend reaches the key; and when the budget runs
+// tools, a streamed one with usage, a response and a streamed one (the Responses API), an
+// embedding in the SDK's default base64 encoding and the model list all work; each call's spend reaches the key; and when the budget runs
 // out the SDK raises an APIError carrying budget_exceeded, with nothing charged for it.
 func TestOpenAISDK(t *testing.T) {
 	n := requireNode(t)
@@ -120,8 +158,10 @@ func TestOpenAISDK(t *testing.T) {
 	g := startLLMGateway(t, models...)
 
 	// Chat: 12 × 0.001 + 8 × 0.002 = 0.028; stream: 12 × 0.001 + 4 × 0.002 = 0.020;
-	// embedding: 2 × 0.001 = 0.002. A budget of 0.15 leaves room for a few more chats.
-	out := g.api(t, http.MethodPost, "/key/generate", map[string]any{"key_alias": "sdk", "max_budget": 0.15})
+	// embedding: 2 × 0.001 = 0.002; a response and a streamed one as the chats. A budget of
+	// 0.2 leaves room for a few more chats.
+	const budget = 0.2
+	out := g.api(t, http.MethodPost, "/key/generate", map[string]any{"key_alias": "sdk", "max_budget": budget})
 	vkey, _ := out["key"].(string)
 
 	ctx := context.Background()
@@ -146,6 +186,12 @@ func TestOpenAISDK(t *testing.T) {
 	if run.Embedding.Dims != 3 || run.Embedding.Usage["prompt_tokens"] != 2 {
 		t.Errorf("embedding: got %+v, want 3 dimensions decoded from base64", run.Embedding)
 	}
+	if run.Responses.Text != "hello there" || run.Responses.Usage["output_tokens"] != 8.0 {
+		t.Errorf("response: got %+v, want the provider's answer and usage", run.Responses)
+	}
+	if run.ResponsesStream.Text != "hello from the stream" || run.ResponsesStream.Usage["output_tokens"] != 4.0 || run.ResponsesStream.Events != 6 {
+		t.Errorf("streamed response: got %+v, want the four words, all 6 events and the final usage", run.ResponsesStream)
+	}
 	if strings.Join(run.Models, ",") != "emb,gpt" {
 		t.Errorf("models: got %v, want [emb gpt]", run.Models)
 	}
@@ -165,12 +211,13 @@ func TestOpenAISDK(t *testing.T) {
 			t.Fatalf("provider got Authorization %q, want the deployment's key", a)
 		}
 	}
-	if len(bodies) < 3 || bodies[0]["tools"] == nil || bodies[1]["stream_options"] == nil || bodies[2]["encoding_format"] != "base64" {
+	if len(bodies) < 5 || bodies[0]["tools"] == nil || bodies[1]["stream_options"] == nil || bodies[2]["encoding_format"] != "base64" ||
+		bodies[3]["input"] != "Say hello." || bodies[4]["stream"] != true {
 		t.Errorf("provider bodies: %v", bodies)
 	}
 
 	// Every admitted call is charged to the key, and the refused one is not.
-	want := 0.028 + 0.020 + 0.002 + float64(run.Calls)*0.028
+	want := 0.028 + 0.020 + 0.002 + 0.028 + 0.020 + float64(run.Calls)*0.028
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		info := g.api(t, http.MethodGet, "/key/info?key="+vkey, nil)
@@ -184,7 +231,7 @@ func TestOpenAISDK(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if want > 0.15+1e-9 {
-		t.Errorf("spend %v passed the 0.15 budget", want)
+	if want > budget+1e-9 {
+		t.Errorf("spend %v passed the %v budget", want, budget)
 	}
 }

@@ -408,3 +408,40 @@ func TestMessagesThroughGateway(t *testing.T) {
 		t.Errorf("/v1/chat/completions with only x-api-key: %d %s, want 401", r.status, r.body)
 	}
 }
+
+// TestResponsesThroughGateway: a virtual key (not an admin) can call OpenAI's Responses API;
+// its reservation counts max_output_tokens (without it, the 16,384-token allowance would
+// not fit this key's budget), and the call is charged to the key.
+func TestResponsesThroughGateway(t *testing.T) {
+	var gotPath, gotAuth string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotAuth = r.URL.Path, r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":10,"output_tokens":5,"total_tokens":15}}`)
+	}))
+	defer up.Close()
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{
+			"model_name":     "gpt",
+			"litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": up.URL, "api_key": "sk-upstream"},
+			"model_info":     map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02},
+		}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "responses-client", "max_budget": 10}), 200)["key"].(string)
+	r := g.do(t, "POST", "/v1/responses", `{"model":"gpt","input":"hi","max_output_tokens":50}`, "Authorization", "Bearer "+key, "Content-Type", "application/json")
+	if r.status != 200 || gotPath != "/responses" || gotAuth != "Bearer sk-upstream" {
+		t.Fatalf("/v1/responses: %d %s; provider got %s with %q", r.status, r.body, gotPath, gotAuth)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "responses-client")})
+		if err == nil && math.Abs(b.Spend-0.2) < 1e-9 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key budget %+v (%v), want spend 10×0.01 + 5×0.02 = 0.2", b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -29,6 +29,10 @@ type fakeOpenAI struct {
 	chunkDelay time.Duration
 	withUsage  bool // final chunk carries usage
 	completion int64
+	// respEnd is the last event of a Responses API stream: "" for response.completed,
+	// "cut" for none (the connection closes), or another event type such as
+	// response.failed.
+	respEnd string
 
 	mu        sync.Mutex
 	lastBody  map[string]any
@@ -92,6 +96,9 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	model, _ := body["model"].(string)
 	switch {
+	case strings.HasSuffix(r.URL.Path, "/responses"):
+		f.serveResponses(w, body, model)
+		return
 	case strings.HasSuffix(r.URL.Path, "/embeddings"):
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":%q,"usage":{"prompt_tokens":6,"total_tokens":6}}`, model)
@@ -138,6 +145,38 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":%d,"total_tokens":%d}}`, model, f.completion, 12+f.completion)
+}
+
+// responsesAnswer is the fake's Responses API answer (12 input tokens, f.completion output).
+func (f *fakeOpenAI) responsesAnswer(model, status string) string {
+	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
+		status, model, f.completion, 12+f.completion)
+}
+
+// serveResponses answers a Responses API call, streamed as its events when asked.
+func (f *fakeOpenAI) serveResponses(w http.ResponseWriter, body map[string]any, model string) {
+	if s, _ := body["stream"].(bool); !s {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, f.responsesAnswer(model, "completed"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl := w.(http.Flusher)
+	ev := func(typ, data string) {
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
+		fl.Flush()
+	}
+	ev("response.created", fmt.Sprintf(`{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","model":%q,"output":[],"usage":null}}`, model))
+	for i := range f.chunks {
+		ev("response.output_text.delta", fmt.Sprintf(`{"type":"response.output_text.delta","sequence_number":%d,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"abcdefgh%d"}`, i+1, i%10))
+	}
+	switch f.respEnd {
+	case "cut":
+	case "":
+		ev("response.completed", `{"type":"response.completed","sequence_number":99,"response":`+f.responsesAnswer(model, "completed")+`}`)
+	default:
+		ev(f.respEnd, `{"type":"`+f.respEnd+`","sequence_number":99,"response":`+f.responsesAnswer(model, "failed")+`}`)
+	}
 }
 
 func (f *fakeOpenAI) body() map[string]any {

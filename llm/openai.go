@@ -2,6 +2,7 @@ package llm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -29,6 +30,10 @@ var defaultBases = map[string]string{
 // defaultAzureAPIVersion is used for azure/ deployments that set no api_version.
 const defaultAzureAPIVersion = "2024-10-21"
 
+// defaultAzureResponsesVersion is the api-version of Azure's Responses API for azure/
+// deployments that set none (the general one predates it).
+const defaultAzureResponsesVersion = "2025-04-01-preview"
+
 // openAI speaks OpenAI's wire format: OpenAI itself, Azure OpenAI (deployment URLs and
 // api-version) and any OpenAI-compatible server (vLLM, Ollama, Groq, Mistral, DeepSeek...).
 type openAI struct {
@@ -46,8 +51,15 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 		path = "/images/generations"
 	case callImageEdits:
 		path = "/images/edits"
+	case callResponses:
+		path = "/responses"
 	}
 	base := strings.TrimRight(d.APIBase, "/")
+	if d.Provider == "azure" && kind == callResponses {
+		// The Responses API is not under a deployment: the body's model names it.
+		base, _, _ = strings.Cut(base, "/openai/deployments/")
+		return base + "/openai/responses?api-version=" + url.QueryEscape(cmp.Or(d.APIVersion, defaultAzureResponsesVersion))
+	}
 	if d.Provider == "azure" {
 		v := d.APIVersion
 		if v == "" {
@@ -91,6 +103,9 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		if err != nil {
 			return nil, err
 		}
+		if kind == callResponses {
+			return &result{native: true, stream: &responsesStream{sseBody: newSSEBody(resp.Body)}}, nil
+		}
 		return &result{stream: &openAIStream{sseBody: newSSEBody(resp.Body)}}, nil
 	}
 	out, err := p.tr.call(ctx, d, p.endpoint(d, kind), h, contentType, b)
@@ -133,17 +148,17 @@ func usageOf(body []byte) Usage {
 	return Usage{}
 }
 
-// usageFrom reads the token counts of an OpenAI usage object, the last of repeated names
-// winning as in encoding/json.
+// usageFrom reads the token counts of an OpenAI usage object (chat completions' or the
+// Responses API's), the last of repeated names winning as in encoding/json.
 func usageFrom(obj []byte) (Usage, error) {
 	var u Usage
 	err := eachField(obj, func(f bodyField) {
 		switch string(f.name) {
-		case "prompt_tokens":
+		case "prompt_tokens", "input_tokens": // chat completions' names, then the Responses API's
 			if n, ok := integer(f.val); ok {
 				u.PromptTokens = n
 			}
-		case "completion_tokens":
+		case "completion_tokens", "output_tokens":
 			if n, ok := integer(f.val); ok {
 				u.CompletionTokens = n
 			}

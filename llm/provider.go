@@ -36,6 +36,9 @@ const (
 	// callMessages is Anthropic's Messages API, served natively by anthropic/* deployments:
 	// the body and the answer pass through in Anthropic's wire format.
 	callMessages = "messages"
+	// callResponses is OpenAI's Responses API, served by OpenAI-compatible deployments: the
+	// body and the answer pass through in its wire format.
+	callResponses = "responses"
 )
 
 // provider is one vendor's wire protocol. Implementations are safe for concurrent use.

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"net/url"
+	"slices"
 
 	"context"
 	"encoding/json"
@@ -303,7 +304,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Paths lists the routes the Server answers, for the gateway's mux.
 var Paths = []string{
 	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
-	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/models",
+	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens",
+	"/v1/responses", "/responses", "/v1/models", "/models",
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
@@ -331,6 +333,9 @@ func (s *Server) routes() {
 		s.mux.Handle("POST "+p, call(callImageEdits))
 	}
 	s.mux.Handle("POST /v1/messages", call(callMessages))
+	for _, p := range []string{"/v1/responses", "/responses"} {
+		s.mux.Handle("POST "+p, call(callResponses))
+	}
 	s.mux.Handle("POST /v1/messages/count_tokens", h(s.serveCountTokens))
 	for _, p := range []string{"/v1/models", "/models"} {
 		s.mux.Handle("GET "+p, h(s.serveModels))
@@ -381,6 +386,15 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		}
 	} else if kind == callEmbeddings {
 		ci.prompt = promptTokens(len(body.get("input")))
+	} else if kind == callResponses {
+		ci.stream = body.flag("stream")
+		if body.flag("background") {
+			return nil, badRequest("background", "background responses are not supported: the gateway could not charge what they cost")
+		}
+		ci.prompt = promptTokens(len(body.get("input"))) + promptTokens(len(body.get("instructions"))) + promptTokens(len(body.get("tools")))
+		if n, ok := body.integer("max_output_tokens"); ok && n > 0 {
+			ci.maxTokens = n
+		}
 	}
 	ci.n = 1
 	if kind == callImages || kind == callImageEdits || kind == callChat {
@@ -583,6 +597,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if err != nil {
 		return err
 	}
+	if !slices.ContainsFunc(ds, func(d *Deployment) bool { return d.serves(kind) }) {
+		return badRequest("model", fmt.Sprintf("model %s has no deployment that serves this API (anthropic/* deployments serve chat completions and /v1/messages)", ci.model))
+	}
 	var chatBody *reqBody // /v1/messages as a chat completion, for deployments that speak only that
 	if kind == callMessages {
 		body.header = r.Header
@@ -681,6 +698,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	images := 0
 	if pr.stream != nil {
 		status = s.pipe(w, r, pr.stream, pr.native)
+		if f, ok := pr.stream.(interface{ failed() bool }); ok && status == "success" && f.failed() {
+			status = "failure" // the provider's own end for a failed answer (response.failed)
+		}
 		var reported bool
 		u, reported = pr.stream.usage()
 		if !reported || u.PromptTokens == 0 {
@@ -692,7 +712,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		u, images = pr.usage, pr.images
 		if u.PromptTokens == 0 && u.CompletionTokens == 0 && !d.Price.IsImage() {
 			u = Usage{PromptTokens: ci.prompt}
-			if kind == callChat {
+			if kind == callChat || kind == callResponses {
 				u.CompletionTokens = estimateTokens(len(pr.body) - 200)
 			}
 			u.TotalTokens = u.PromptTokens + u.CompletionTokens
@@ -726,7 +746,7 @@ type callMetadata struct {
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
-	callImageEdits: store.CallImageEdit, callMessages: store.CallAnthropicMessages}
+	callImageEdits: store.CallImageEdit, callMessages: store.CallAnthropicMessages, callResponses: store.CallResponses}
 
 func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	if s.cfg.SpendLog == nil {
@@ -767,7 +787,9 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream, na
 			if r.Context().Err() == nil {
 				_, body := errorResponse(err, http.Header{})
 				var ev []byte
-				if native {
+				if e, ok := st.(interface{ errorEvent(errorBody) []byte }); ok {
+					ev = e.errorEvent(body)
+				} else if native {
 					b, _ := json.Marshal(anthropicError(body))
 					ev = append(append([]byte("event: error\ndata: "), b...), "\n\n"...)
 				} else {

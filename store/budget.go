@@ -85,7 +85,9 @@ const (
 	// CallAnthropicMessages is a call to /v1/messages (Anthropic's Messages API), LiteLLM's
 	// "anthropic_messages".
 	CallAnthropicMessages = "anthropic_messages"
-	CallMCPTool           = "mcp_tool_call"
+	// CallResponses is a call to /v1/responses (OpenAI's Responses API).
+	CallResponses = "responses"
+	CallMCPTool   = "mcp_tool_call"
 )
 
 // SpendLog is one row per LLM request or MCP tool call.

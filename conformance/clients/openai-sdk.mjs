@@ -1,4 +1,5 @@
-// openai-sdk.mjs drives toolgate's LLM routes with OpenAI's official JavaScript SDK, the
+// openai-sdk.mjs drives toolgate's LLM routes (chat completions, the Responses API,
+// embeddings, the model list) with OpenAI's official JavaScript SDK, the
 // way an application would after changing only its base URL and key. It prints one JSON
 // object with what each call returned, then calls until the key's budget refuses, and
 // reports that error as the SDK surfaced it.
@@ -46,6 +47,20 @@ try {
 
   const emb = await client.embeddings.create({ model: 'emb', input: 'hello' });
   out.embedding = { dims: emb.data[0].embedding.length, usage: emb.usage };
+
+  const resp = await client.responses.create({ model: 'gpt', input: 'Say hello.', max_output_tokens: 16 });
+  out.responses = {
+    text: resp.output.flatMap((o) => o.content ?? []).filter((c) => c.type === 'output_text').map((c) => c.text).join(''),
+    usage: resp.usage,
+  };
+
+  const rstream = await client.responses.create({ model: 'gpt', input: 'Say hello.', max_output_tokens: 16, stream: true });
+  out.responsesStream = { text: '', usage: null, events: 0 };
+  for await (const ev of rstream) {
+    out.responsesStream.events++;
+    if (ev.type === 'response.output_text.delta') out.responsesStream.text += ev.delta;
+    if (ev.type === 'response.completed') out.responsesStream.usage = ev.response.usage;
+  }
 
   const models = [];
   for await (const m of client.models.list()) models.push(m.id);

@@ -1,0 +1,150 @@
+package llm_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/toolgate/toolgate/llm"
+	"github.com/toolgate/toolgate/store"
+)
+
+// TestResponsesPassThrough: /v1/responses sends OpenAI's Responses API request on with only
+// the model renamed and the gateway's own fields dropped, returns the answer byte for byte,
+// and charges the usage it reports, at the model's prices (12 input tokens at 0.5, 8 output
+// at 0.125: 7).
+func TestResponsesPassThrough(t *testing.T) {
+	up := newFakeOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	resp, body := h.post("/v1/responses", map[string]any{"model": "gpt", "input": "hi", "instructions": "be brief",
+		"max_output_tokens": 50, "metadata": map[string]any{"tags": []any{"t1"}}, "user": "alice"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if want := up.responsesAnswer("upstream-gpt", "completed"); string(body) != want {
+		t.Errorf("answer %s, want the provider's %s", body, want)
+	}
+	sent := up.body()
+	if up.lastPath != "/responses" || sent["model"] != "upstream-gpt" || sent["input"] != "hi" || sent["instructions"] != "be brief" ||
+		sent["max_output_tokens"] != 50.0 || sent["user"] != "alice" || sent["metadata"] != nil {
+		t.Errorf("provider got %s %v, want the request with the deployment's model and no metadata", up.lastPath, sent)
+	}
+	h.flush()
+	logs := h.logs()
+	if len(logs) != 1 || logs[0].CallType != store.CallResponses || logs[0].PromptTokens != 12 || logs[0].CompletionTokens != 8 ||
+		!approx(logs[0].Spend, 7) || logs[0].EndUser != "alice" || strings.Join(logs[0].Tags, ",") != "t1" || logs[0].Status != "success" {
+		t.Errorf("spend log %+v, want one responses row of 12/8 tokens costing 7", logs[0])
+	}
+	if b := h.budget(store.BudgetKey, "key1"); !approx(b.Spend, 7) || b.Reserved != 0 {
+		t.Errorf("key spend %v reserved %v, want 7 and nothing held", b.Spend, b.Reserved)
+	}
+}
+
+// TestResponsesStream: a streamed answer reaches the client event for event, with the
+// Responses API's event names and no [DONE], and the usage of its final event is charged.
+// A stream that ends without a final event is cut: the client gets an error event and the
+// call is logged failed; one that ends with response.failed is charged and logged failed.
+func TestResponsesStream(t *testing.T) {
+	up := newFakeOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	req := map[string]any{"model": "gpt", "input": "hi", "stream": true}
+	resp, body := h.post("/v1/responses", req)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, content type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	got := string(body)
+	for _, w := range []string{
+		"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,",
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"abcdefgh0\"}\n\n",
+		"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":99,\"response\":" + up.responsesAnswer("upstream-gpt", "completed") + "}\n\n",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("stream lacks %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "[DONE]") || !strings.HasSuffix(got, "}\n\n") {
+		t.Errorf("stream should end with the provider's last event, no [DONE]:\n%s", got)
+	}
+	h.flush()
+	if logs := h.logs(); len(logs) != 1 || logs[0].PromptTokens != 12 || logs[0].CompletionTokens != 8 || logs[0].Status != "success" {
+		t.Fatalf("spend log %+v, want the final event's usage", logs)
+	}
+
+	up.respEnd = "cut"
+	if _, body = h.post("/v1/responses", req); !strings.HasSuffix(string(body), "event: error\ndata: {\"code\":\"internal_server_error\",\"message\":\"the provider's stream ended before its end\",\"param\":null,\"type\":\"error\"}\n\n") {
+		t.Errorf("cut stream ends:\n%s\nwant a Responses API error event", body)
+	}
+	up.respEnd = "response.failed"
+	if _, body = h.post("/v1/responses", req); !strings.Contains(string(body), "event: response.failed\n") {
+		t.Errorf("failed stream:\n%s", body)
+	}
+	h.flush()
+	logs := h.logs()
+	if len(logs) != 3 {
+		t.Fatalf("got %d spend rows, want 3", len(logs))
+	}
+	for _, l := range logs[:2] { // newest first
+		if l.Status != "failure" {
+			t.Errorf("row %+v: want status failure", l)
+		}
+	}
+	if l := logs[0]; l.CompletionTokens != 8 || l.PromptTokens != 12 { // response.failed reports its usage
+		t.Errorf("failed answer charged %d/%d tokens, want its reported 12/8", l.PromptTokens, l.CompletionTokens)
+	}
+}
+
+// TestResponsesRefusals: a background response (whose cost the gateway could not charge)
+// and a model with no OpenAI-compatible deployment are refused before anything is spent.
+func TestResponsesRefusals(t *testing.T) {
+	up := newFakeOpenAI(t)
+	an := newFakeAnthropic(t)
+	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
+		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil), claude}})
+	resp, body := h.post("/v1/responses", map[string]any{"model": "gpt", "input": "hi", "background": true})
+	if typ, param, _, _ := errorOf(t, body); resp.StatusCode != 400 || param != "background" || typ != "invalid_request_error" {
+		t.Errorf("background: %d %s, want 400 naming background", resp.StatusCode, body)
+	}
+	resp, body = h.post("/v1/responses", map[string]any{"model": "claude", "input": "hi"})
+	if _, param, msg, _ := errorOf(t, body); resp.StatusCode != 400 || param != "model" || !strings.Contains(msg, "no deployment that serves this API") {
+		t.Errorf("Anthropic model: %d %s, want 400 saying it has no deployment for this API", resp.StatusCode, body)
+	}
+	if up.calls.Load() != 0 || an.body() != nil {
+		t.Error("a refused call reached a provider")
+	}
+	h.flush()
+	if b := h.budget(store.BudgetKey, "key1"); b.Spend != 0 || math.Abs(b.Reserved) > 1e-12 {
+		t.Errorf("key spend %v reserved %v after refusals, want nothing", b.Spend, b.Reserved)
+	}
+}
+
+// TestAzureResponsesURL: an azure/ deployment's Responses API calls go to the resource's
+// /openai/responses, not under the deployment, with its api-version.
+func TestAzureResponsesURL(t *testing.T) {
+	up := newFakeOpenAI(t)
+	mc := llm.ModelConfig{ModelName: "az", LiteLLMParams: map[string]any{"model": "azure/my-deploy", "api_base": up.URL, "api_key": "az-secret"}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{mc}})
+	if resp, body := h.post("/v1/responses", map[string]any{"model": "az", "input": "hi"}); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if up.lastPath != "/openai/responses?api-version=2025-04-01-preview" || up.body()["model"] != "my-deploy" || up.lastAuth != "az-secret" {
+		t.Errorf("path %s model %v auth %s", up.lastPath, up.body()["model"], up.lastAuth)
+	}
+}
+
+// TestResponsesMixedGroup: a model with both kinds of deployment answers every Responses API
+// call from its OpenAI-compatible one; the Anthropic one is never tried.
+func TestResponsesMixedGroup(t *testing.T) {
+	up := newFakeOpenAI(t)
+	an := newFakeAnthropic(t)
+	claude := llm.ModelConfig{ModelName: "mix", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant", "weight": 1000}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude, model("mix", up.URL, nil)}})
+	for range 10 {
+		if resp, body := h.post("/v1/responses", map[string]any{"model": "mix", "input": "hi"}); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	}
+	if up.calls.Load() != 10 || an.body() != nil {
+		t.Errorf("OpenAI-compatible deployment got %d of 10 calls; Anthropic got %v", up.calls.Load(), an.body())
+	}
+}
