@@ -134,7 +134,9 @@ func messagesToChat(body *reqBody) (*reqBody, error) {
 
 // chatMessages translates one Messages API message. A user message's tool results become
 // tool messages, placed first: chat completions want them right after the assistant's
-// tool calls.
+// tool calls. A chat completion's tool message carries text only, so images a tool
+// returned (a screenshot, an image file read) go in the user message that follows, each
+// after a line naming its tool call.
 func chatMessages(m anMessageIn) ([]chatMessage, error) {
 	switch m.Role {
 	case "user", "assistant":
@@ -156,7 +158,7 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 		return nil, errors.New("content must be a string or a list of content blocks")
 	}
 	var out, tools []chatMessage
-	var parts []map[string]any
+	var parts, toolImages []map[string]any
 	var text []string
 	var calls []oaToolCall
 	for _, b := range blocks {
@@ -165,14 +167,11 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 			parts = append(parts, map[string]any{"type": "text", "text": b.Text})
 			text = append(text, b.Text)
 		case "image":
-			if b.Source == nil {
-				return nil, errors.New("image block without a source")
+			p, err := imagePart(b)
+			if err != nil {
+				return nil, err
 			}
-			url := b.Source.URL
-			if b.Source.Type == "base64" {
-				url = "data:" + b.Source.MediaType + ";base64," + b.Source.Data
-			}
-			parts = append(parts, map[string]any{"type": "image_url", "image_url": map[string]any{"url": url}})
+			parts = append(parts, p)
 		case "tool_use":
 			var tc oaToolCall
 			tc.ID, tc.Type = b.ID, "function"
@@ -187,10 +186,20 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 			if err != nil {
 				return nil, fmt.Errorf("tool_result %s: %v", b.ToolUseID, err)
 			}
+			imgs, err := resultImages(b.Content)
+			if err != nil {
+				return nil, fmt.Errorf("tool_result %s: %v", b.ToolUseID, err)
+			}
+			if len(imgs) > 0 && res == "" {
+				res = "(the result is the image in the next message)"
+			}
 			if b.IsError {
 				res = "Error: " + res
 			}
 			tools = append(tools, chatMessage{Role: "tool", ToolCallID: b.ToolUseID, Content: res})
+			for _, img := range imgs {
+				toolImages = append(toolImages, map[string]any{"type": "text", "text": "Image returned by tool call " + b.ToolUseID + ":"}, img)
+			}
 		case "thinking", "redacted_thinking":
 			// The model's own reasoning, which a chat completion has no place for.
 		default:
@@ -198,6 +207,7 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 		}
 	}
 	out = append(out, tools...)
+	parts = append(toolImages, parts...)
 	switch {
 	case m.Role == "assistant":
 		var content any
@@ -209,6 +219,37 @@ func chatMessages(m anMessageIn) ([]chatMessage, error) {
 		}
 	case len(parts) > 0:
 		out = append(out, chatMessage{Role: "user", Content: parts})
+	}
+	return out, nil
+}
+
+// imagePart translates an image block to a chat completion's image_url part.
+func imagePart(b mBlock) (map[string]any, error) {
+	if b.Source == nil {
+		return nil, errors.New("image block without a source")
+	}
+	url := b.Source.URL
+	if b.Source.Type == "base64" {
+		url = "data:" + b.Source.MediaType + ";base64," + b.Source.Data
+	}
+	return map[string]any{"type": "image_url", "image_url": map[string]any{"url": url}}, nil
+}
+
+// resultImages returns the image parts of a tool_result's content (a string has none).
+func resultImages(c json.RawMessage) ([]map[string]any, error) {
+	var blocks []mBlock
+	if len(c) == 0 || c[0] != '[' || json.Unmarshal(c, &blocks) != nil {
+		return nil, nil // a string, or content textOf has already refused
+	}
+	var out []map[string]any
+	for _, b := range blocks {
+		if b.Type == "image" {
+			p, err := imagePart(b)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }

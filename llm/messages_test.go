@@ -517,3 +517,39 @@ func TestMessagesMetadata(t *testing.T) {
 		}
 	})
 }
+
+// TestMessagesToolResultImages: images a tool returned (Claude Code's screenshots and
+// image reads) reach a translated model in the user message after the tool messages, each
+// after a line naming its tool call, since a chat completion's tool message carries text
+// only; a result that is only an image gets a line pointing there.
+func TestMessagesToolResultImages(t *testing.T) {
+	url, last := toolyOpenAI(t)
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", url, nil)}})
+	img := func(data string) map[string]any {
+		return map[string]any{"type": "image", "source": map[string]any{"type": "base64", "media_type": "image/png", "data": data}}
+	}
+	req := map[string]any{"model": "gpt", "max_tokens": 100, "messages": []any{
+		map[string]any{"role": "user", "content": "look"},
+		map[string]any{"role": "assistant", "content": []any{
+			map[string]any{"type": "tool_use", "id": "toolu_a", "name": "screenshot", "input": map[string]any{}},
+			map[string]any{"type": "tool_use", "id": "toolu_b", "name": "read", "input": map[string]any{}}}},
+		map[string]any{"role": "user", "content": []any{
+			map[string]any{"type": "tool_result", "tool_use_id": "toolu_a", "content": []any{map[string]any{"type": "text", "text": "the screen"}, img("AAAA")}},
+			map[string]any{"type": "tool_result", "tool_use_id": "toolu_b", "content": []any{img("BBBB")}},
+			map[string]any{"type": "text", "text": "what do you see?"}}},
+	}}
+	if resp, body := h.post("/v1/messages", req); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	got, _ := json.Marshal(last()["messages"])
+	want := `[{"content":"look","role":"user"},` +
+		`{"content":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{}","name":"screenshot"},"id":"toolu_a","type":"function"},{"function":{"arguments":"{}","name":"read"},"id":"toolu_b","type":"function"}]},` +
+		`{"content":"the screen","role":"tool","tool_call_id":"toolu_a"},` +
+		`{"content":"(the result is the image in the next message)","role":"tool","tool_call_id":"toolu_b"},` +
+		`{"content":[{"text":"Image returned by tool call toolu_a:","type":"text"},{"image_url":{"url":"data:image/png;base64,AAAA"},"type":"image_url"},` +
+		`{"text":"Image returned by tool call toolu_b:","type":"text"},{"image_url":{"url":"data:image/png;base64,BBBB"},"type":"image_url"},` +
+		`{"text":"what do you see?","type":"text"}],"role":"user"}]`
+	if string(got) != want {
+		t.Errorf("messages sent:\n%s\nwant\n%s", got, want)
+	}
+}
