@@ -360,11 +360,18 @@ type anUsage struct {
 	OutputTokens             int64 `json:"output_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	ServerToolUse            *struct {
+		WebSearchRequests int64 `json:"web_search_requests"`
+	} `json:"server_tool_use"`
 }
 
 func (u anUsage) openAI() Usage {
 	in := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
-	return Usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
+	out := Usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
+	if u.ServerToolUse != nil {
+		out.WebSearches = u.ServerToolUse.WebSearchRequests
+	}
+	return out
 }
 
 func finishReason(stop string) string {
@@ -670,6 +677,9 @@ func (s *messagesStream) next() ([]byte, error) {
 		if ev.Usage != nil {
 			s.out = ev.Usage.OutputTokens
 			s.gotUsage = true
+			if ev.Usage.ServerToolUse != nil {
+				s.in.ServerToolUse = ev.Usage.ServerToolUse
+			}
 			// Newer API versions also report input counts here.
 			if ev.Usage.InputTokens > 0 || ev.Usage.CacheReadInputTokens > 0 || ev.Usage.CacheCreationInputTokens > 0 {
 				s.in.InputTokens = max(s.in.InputTokens, ev.Usage.InputTokens)

@@ -27,6 +27,21 @@ type Price struct {
 	MaxInputTokens     int64   `json:"max_input_tokens"`
 	MaxOutputTokens    int64   `json:"max_output_tokens"`
 	MaxTokens          int64   `json:"max_tokens"`
+	// SearchCostPerQuery prices a provider-run web search by search_context_size
+	// ("search_context_size_low", "_medium", "_high"), as LiteLLM's map has it.
+	SearchCostPerQuery map[string]float64 `json:"search_context_cost_per_query"`
+}
+
+// SearchCost is the price of one provider-run web search at size ("low", "medium" or
+// "high"; "" is medium, the providers' default), or 0 when the model has no search price.
+func (p Price) SearchCost(size string) float64 {
+	if size == "" {
+		size = "medium"
+	}
+	if c, ok := p.SearchCostPerQuery["search_context_size_"+size]; ok {
+		return c
+	}
+	return p.SearchCostPerQuery["search_context_size_medium"]
 }
 
 // IsImage reports whether the model is priced per image (mode image_generation or
@@ -139,7 +154,7 @@ func (c *CostMap) Lookup(names ...string) (Price, bool) {
 func (p Price) withOverrides(fields map[string]any) (Price, error) {
 	over := map[string]any{}
 	for _, k := range []string{"mode", "input_cost_per_token", "output_cost_per_token", "input_cost_per_image",
-		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens"} {
+		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query"} {
 		if v, ok := fields[k]; ok && v != nil {
 			over[k] = v
 		}

@@ -33,6 +33,8 @@ type fakeOpenAI struct {
 	// "cut" for none (the connection closes), or another event type such as
 	// response.failed.
 	respEnd string
+	// searchCalls is how many web_search_call items a Responses API answer has.
+	searchCalls int
 
 	mu        sync.Mutex
 	lastBody  map[string]any
@@ -149,7 +151,8 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 
 // responsesAnswer is the fake's Responses API answer (12 input tokens, f.completion output).
 func (f *fakeOpenAI) responsesAnswer(model, status string) string {
-	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
+	searches := strings.Repeat(`{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"q"}},`, f.searchCalls)
+	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
 		status, model, f.completion, 12+f.completion)
 }
 
@@ -205,6 +208,16 @@ type fakeAnthropic struct {
 	lastKey  string
 	lastHdr  http.Header
 	toolCall bool
+	searches int // web searches reported in usage.server_tool_use
+}
+
+// serverToolUse is the usage field reporting f.searches, with its leading comma; "" for
+// none.
+func (f *fakeAnthropic) serverToolUse() string {
+	if f.searches == 0 {
+		return ""
+	}
+	return fmt.Sprintf(`,"server_tool_use":{"web_search_requests":%d}`, f.searches)
 }
 
 func newFakeAnthropic(t testing.TB) *fakeAnthropic {
@@ -238,7 +251,7 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}`)
 		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}`)
 		ev("content_block_stop", `{"type":"content_block_stop","index":1}`)
-		ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}`)
+		ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30`+f.serverToolUse()+`}}`)
 		ev("message_stop", `{"type":"message_stop"}`)
 		return
 	}
@@ -247,7 +260,7 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":30}}`)
 		return
 	}
-	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30}}`)
+	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30`+f.serverToolUse()+`}}`)
 }
 
 func (f *fakeAnthropic) body() map[string]any {

@@ -121,6 +121,9 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		r.images = len(v.Data)
 	} else {
 		r.usage = usageOf(out)
+		if kind == callResponses {
+			r.usage.WebSearches = responseSearches(out)
+		}
 	}
 	return r, nil
 }

@@ -13,11 +13,14 @@ func TestUsageOf(t *testing.T) {
 		body string
 		want Usage
 	}{
-		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, Usage{3, 4, 7}},
+		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`, Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}},
 		{`{"usage" : {"prompt_tokens":3},"system_fingerprint":"x"}`, Usage{PromptTokens: 3}},
-		{`{"choices":[{"message":{"content":"say \"usage\": 5"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, Usage{1, 2, 3}},
+		{`{"choices":[{"message":{"content":"say \"usage\": 5"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3}},
 		{`{"usage":{"prompt_tokens":9},"choices":[{"message":{"content":"the \"usage\" key"}}]}`, Usage{PromptTokens: 9}},
 		{`{"usage":null}`, Usage{}},
+		// The Responses API's names.
+		{`{"output":[],"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":1},"output_tokens":6,"total_tokens":11},"metadata":{}}`,
+			Usage{PromptTokens: 5, CompletionTokens: 6, TotalTokens: 11}},
 		{`{}`, Usage{}},
 	}
 	for _, tc := range tests {

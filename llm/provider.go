@@ -25,6 +25,9 @@ type Usage struct {
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
+	// WebSearches counts the web searches the provider ran for the call (Anthropic's
+	// server_tool_use, the Responses API's web_search_call items), charged per search.
+	WebSearches int64 `json:"-"`
 }
 
 // Kinds of call a provider answers.

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -34,8 +35,37 @@ type responsesEvent struct {
 	Type     string `json:"type"`
 	Message  string `json:"message"` // of an error event
 	Response *struct {
-		Usage *json.RawMessage `json:"usage"`
+		Usage  *json.RawMessage `json:"usage"`
+		Output []responseItem   `json:"output"`
 	} `json:"response"`
+}
+
+// responseItem is the part of a response's output item read here.
+type responseItem struct {
+	Type string `json:"type"`
+}
+
+// webSearches counts the web searches the provider ran for a response.
+func webSearches(items []responseItem) int64 {
+	var n int64
+	for _, it := range items {
+		if it.Type == "web_search_call" {
+			n++
+		}
+	}
+	return n
+}
+
+// responseSearches counts the web searches of a Responses API answer's body.
+func responseSearches(body []byte) int64 {
+	if !bytes.Contains(body, []byte(`"web_search_call"`)) {
+		return 0 // the common case, without decoding the answer
+	}
+	var v struct {
+		Output []responseItem `json:"output"`
+	}
+	_ = json.Unmarshal(body, &v)
+	return webSearches(v.Output)
 }
 
 func (s *responsesStream) next() ([]byte, error) {
@@ -66,6 +96,9 @@ func (s *responsesStream) next() ([]byte, error) {
 			if u, err := usageFrom(*ev.Response.Usage); err == nil {
 				s.got, s.hasUsage = u, true
 			}
+		}
+		if ev.Response != nil {
+			s.got.WebSearches = webSearches(ev.Response.Output)
 		}
 	}
 	s.buf = s.buf[:0]

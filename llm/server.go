@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"net/url"
 	"slices"
 
@@ -361,6 +362,11 @@ type callInfo struct {
 	endUser   string
 	tags      []string
 	prompt    int64 // estimated prompt tokens
+	// Web searches the provider may run (reserved) and their search_context_size; a chat
+	// completion with web_search_options runs one, charged whatever the usage says.
+	searches   int64
+	searchSize string
+	chatSearch bool
 }
 
 func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
@@ -412,6 +418,9 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 			return nil, badRequest("tags", "tags must be a list of strings")
 		}
 	}
+	if err := ci.webSearch(body, kind); err != nil {
+		return nil, err
+	}
 	md, lmd := gatewayMeta(body.get("metadata")), gatewayMeta(body.get("litellm_metadata"))
 	ci.endUser = endUser(body, lmd)
 	var hdrTags []string
@@ -423,6 +432,54 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		return nil, badRequest("tags", "too many tags (at most 32)")
 	}
 	return ci, nil
+}
+
+// searchesReserved is how many web searches a search tool without max_uses is reserved
+// for; a call that runs more is charged for all it ran.
+const searchesReserved = 5
+
+// webSearch notes the web searches a call may have the provider run, each charged at the
+// model's search_context_cost_per_query: chat completions' web_search_options (one search),
+// Anthropic's web_search tools (max_uses each), the Responses API's web_search tools.
+func (ci *callInfo) webSearch(body *reqBody, kind string) error {
+	type searchTool struct {
+		Type              string `json:"type"`
+		MaxUses           int64  `json:"max_uses"`
+		SearchContextSize string `json:"search_context_size"`
+	}
+	switch kind {
+	case callChat:
+		if v := body.get("web_search_options"); len(v) > 0 && string(v) != "null" {
+			var o searchTool
+			if err := json.Unmarshal(v, &o); err != nil {
+				return badRequest("web_search_options", "web_search_options must be an object")
+			}
+			ci.searches, ci.searchSize, ci.chatSearch = 1, o.SearchContextSize, true
+		}
+	case callMessages, callResponses:
+		v := body.get("tools")
+		if !bytes.Contains(v, []byte("web_search")) {
+			return nil
+		}
+		var tools []searchTool
+		if err := json.Unmarshal(v, &tools); err != nil {
+			return badRequest("tools", "tools must be a list of tools")
+		}
+		for _, t := range tools {
+			if !strings.HasPrefix(t.Type, "web_search") {
+				continue
+			}
+			n := t.MaxUses
+			if n <= 0 {
+				n = searchesReserved
+			}
+			ci.searches += n
+			if t.SearchContextSize != "" {
+				ci.searchSize = t.SearchContextSize
+			}
+		}
+	}
+	return nil
 }
 
 // metaFields are the fields toolgate reads from a request's metadata or litellm_metadata
@@ -526,7 +583,8 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 			e = d.Price.TokenCost(ci.prompt, 0)
 		default:
 			// n choices each produce up to the allowance.
-			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(d.Price.OutputAllowance(ci.maxTokens))*d.Price.OutputCostPerToken
+			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(d.Price.OutputAllowance(ci.maxTokens))*d.Price.OutputCostPerToken +
+				float64(ci.searches)*d.Price.SearchCost(ci.searchSize)
 		}
 		best = max(best, e)
 	}
@@ -541,7 +599,7 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 		}
 		return d.Price.ImageCost(images)
 	}
-	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens)
+	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
 }
 
 // readBody reads a JSON body, or for image edits also a multipart/form-data one (the
@@ -720,6 +778,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(pr.body)
+	}
+	if ci.chatSearch {
+		u.WebSearches = max(u.WebSearches, 1)
 	}
 	tokens = u.TotalTokens
 	spend := cost(d, kind, ci, u, images)

@@ -1,0 +1,83 @@
+package llm_test
+
+import (
+	"testing"
+
+	"github.com/toolgate/toolgate/llm"
+	"github.com/toolgate/toolgate/store"
+)
+
+// searchPrice is a model_info search_context_cost_per_query.
+var searchPrice = map[string]any{"search_context_size_low": 0.01, "search_context_size_medium": 0.02, "search_context_size_high": 0.05}
+
+// TestWebSearchCharged: web searches the provider runs are charged at the model's
+// search_context_cost_per_query on top of the tokens: Anthropic's server_tool_use count
+// (plain and streamed), the Responses API's web_search_call items at the tool's
+// search_context_size, and one search for a chat completion with web_search_options.
+func TestWebSearchCharged(t *testing.T) {
+	an := newFakeAnthropic(t)
+	an.searches = 3
+	oa := newFakeOpenAI(t)
+	oa.searchCalls = 2
+	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
+		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002, "max_output_tokens": 1000, "search_context_cost_per_query": searchPrice}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude, model("gpt", oa.URL, map[string]any{"search_context_cost_per_query": searchPrice})}})
+	webSearch := []any{map[string]any{"type": "web_search_20250305", "name": "web_search", "max_uses": 4}}
+
+	// 20×0.001 + 30×0.002 = 0.08 in tokens, and 3 searches at 0.02 (Anthropic's have no size).
+	for _, stream := range []bool{false, true} {
+		if resp, body := h.post("/v1/messages", messagesBody("tools", webSearch, "stream", stream)); resp.StatusCode != 200 {
+			t.Fatalf("messages (stream %v): %d %s", stream, resp.StatusCode, body)
+		}
+	}
+	// 12×0.5 + 8×0.125 = 7 in tokens, and 2 searches at the low size.
+	if resp, body := h.post("/v1/responses", map[string]any{"model": "gpt", "input": "news?",
+		"tools": []any{map[string]any{"type": "web_search", "search_context_size": "low"}}}); resp.StatusCode != 200 {
+		t.Fatalf("responses: %d %s", resp.StatusCode, body)
+	}
+	// 7 in tokens and one search at the high size.
+	if resp, body := h.post("/v1/chat/completions", chat("gpt", "web_search_options", map[string]any{"search_context_size": "high"})); resp.StatusCode != 200 {
+		t.Fatalf("chat: %d %s", resp.StatusCode, body)
+	}
+	h.flush()
+	logs := h.logs() // newest first
+	want := []float64{7 + 0.05, 7 + 2*0.01, 0.08 + 3*0.02, 0.08 + 3*0.02}
+	if len(logs) != len(want) {
+		t.Fatalf("got %d spend rows, want %d", len(logs), len(want))
+	}
+	total := 0.0
+	for i, l := range logs {
+		if !approx(l.Spend, want[i]) {
+			t.Errorf("%s call charged %v, want %v", l.CallType, l.Spend, want[i])
+		}
+		total += want[i]
+	}
+	if b := h.budget(store.BudgetKey, "key1"); !approx(b.Spend, total) || b.Reserved != 0 {
+		t.Errorf("key spend %v reserved %v, want %v and nothing held", b.Spend, b.Reserved, total)
+	}
+}
+
+// TestWebSearchReserved: a call's reservation covers the searches it may run (max_uses,
+// else 5), so a budget that fits its tokens but not its searches refuses it before the
+// provider runs any.
+func TestWebSearchReserved(t *testing.T) {
+	an := newFakeAnthropic(t)
+	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
+		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002, "max_output_tokens": 1000, "search_context_cost_per_query": searchPrice}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude}})
+	// Tokens reserve about 0.65 (a short prompt and 300 output tokens at 0.002); ten searches
+	// at 0.02 add 0.2.
+	h.setKeyLimit(0.75)
+	tools := []any{map[string]any{"type": "web_search_20250305", "name": "web_search", "max_uses": 10}}
+	resp, body := h.post("/v1/messages", messagesBody("tools", tools))
+	if typ, _ := anthropicErrorOf(t, body); resp.StatusCode != 400 || typ != "budget_exceeded" {
+		t.Fatalf("with 10 searches: %d %s, want budget_exceeded", resp.StatusCode, body)
+	}
+	if an.body() != nil {
+		t.Error("the refused call reached the provider")
+	}
+	tools[0].(map[string]any)["max_uses"] = 1
+	if resp, body := h.post("/v1/messages", messagesBody("tools", tools)); resp.StatusCode != 200 {
+		t.Errorf("with 1 search: %d %s, want it admitted", resp.StatusCode, body)
+	}
+}
