@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -21,8 +20,9 @@ func (s *Server) middleware(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := requestID(r.Header.Get("X-Request-Id"))
-		w.Header().Set("X-Request-Id", id)
-		r.Header.Set("X-Request-Id", id) // sent on to upstreams by headers forwarding
+		idv := []string{id} // one slice for both: len == cap, so an Add to either copies it
+		w.Header()["X-Request-Id"] = idv
+		r.Header["X-Request-Id"] = idv // sent on to upstreams by headers forwarding
 		rw := &statusWriter{ResponseWriter: w}
 		st := &requestState{id: id, rw: rw}
 		ctx := context.WithValue(r.Context(), requestStateKey{}, st)
@@ -143,7 +143,7 @@ func requestID(given string) string {
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return hexString(b[:])
 }
 
 // statusWriter records the status and size of a response. It passes Flush through so

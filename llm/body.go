@@ -192,7 +192,7 @@ func (b *reqBody) get(name string) json.RawMessage {
 
 // text decodes the field named name as a string, as encoding/json does (escapes resolved,
 // invalid UTF-8 replaced); ok is false when it is absent or not a string.
-func (b *reqBody) text(name string) (s string, ok bool) {
+func (b *reqBody) text(name string) (string, bool) {
 	v := b.get(name)
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
@@ -200,6 +200,13 @@ func (b *reqBody) text(name string) (s string, ok bool) {
 	if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 		return string(raw), true
 	}
+	return decodeText(v)
+}
+
+// decodeText decodes a JSON string with escapes. It is apart from text so that text's
+// common path does not allocate the variable that json.Unmarshal's pointer makes escape.
+func decodeText(v json.RawMessage) (string, bool) {
+	var s string
 	return s, json.Unmarshal(v, &s) == nil
 }
 
@@ -219,16 +226,21 @@ func (b *reqBody) integer(name string) (n int64, ok bool) {
 
 // integer decodes a raw JSON value as an integer, as encoding/json decodes into an int64;
 // ok is false when it is empty, null or not such an integer.
-func integer(v json.RawMessage) (n int64, ok bool) {
+func integer(v json.RawMessage) (int64, bool) {
 	if len(v) == 0 || string(v) == "null" {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil {
-		// An integral value in another form (1e3, 2.0) decodes as encoding/json would.
-		return n, json.Unmarshal(v, &n) == nil
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		return n, true
 	}
-	return n, true
+	// An integral value in another form (1e3, 2.0) decodes as encoding/json would.
+	return decodeInteger(v)
+}
+
+// decodeInteger is integer's slow path, apart so that the common one does not allocate.
+func decodeInteger(v json.RawMessage) (int64, bool) {
+	var n int64
+	return n, json.Unmarshal(v, &n) == nil
 }
 
 // flag decodes the field named name as a boolean: true only for the literal true.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -85,6 +86,7 @@ type Deployment struct {
 	// Computed once by Server.deployment, for the hot path (a copy made for client-side
 	// credentials leaves them nil and they are computed per call).
 	modelJSON json.RawMessage // Model as a JSON string
+	auth      http.Header     // the provider call's credential header, shared: never modified
 	logMeta   [2][]byte       // spend log metadata for a call to ModelName, not streamed and streamed
 	direct    bool            // reachable without a proxy: non-streaming calls may use fasthttp
 

@@ -84,16 +84,13 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		return nil, notNative(d)
 	}
 	b, contentType := body.encode()
-	h := make(http.Header, 4)
-	if d.APIKey != "" {
-		if d.Provider == "azure" {
-			h.Set("api-key", d.APIKey)
-		} else {
-			h.Set("Authorization", "Bearer "+d.APIKey)
-		}
+	auth := d.auth
+	if auth == nil { // a deployment copied for client-side credentials
+		auth = authHeader(d)
 	}
-	if d.Organization != "" {
-		h.Set("OpenAI-Organization", d.Organization)
+	h := make(http.Header, len(auth)+3)
+	for k, v := range auth {
+		h[k] = v
 	}
 	if stream {
 		h.Set("Accept", "text/event-stream")
@@ -126,6 +123,22 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		}
 	}
 	return r, nil
+}
+
+// authHeader is the credential header of d's calls to an OpenAI-compatible provider.
+func authHeader(d *Deployment) http.Header {
+	h := http.Header{}
+	if d.APIKey != "" {
+		if d.Provider == "azure" {
+			h.Set("api-key", d.APIKey)
+		} else {
+			h.Set("Authorization", "Bearer "+d.APIKey)
+		}
+	}
+	if d.Organization != "" {
+		h.Set("OpenAI-Organization", d.Organization)
+	}
+	return h
 }
 
 // usageOf finds the top-level "usage" object of an OpenAI answer without decoding the

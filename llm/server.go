@@ -195,6 +195,7 @@ func (s *Server) deployment(mc ModelConfig, source string) (*Deployment, error) 
 		d.prov = s.openai
 	}
 	d.modelJSON, _ = json.Marshal(d.Model)
+	d.auth = authHeader(d)
 	if d.Provider == "anthropic" {
 		d.direct = reachableDirectly(s.proxy, s.anth.endpoint(d))
 	} else {
@@ -424,7 +425,7 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 	md, lmd := gatewayMeta(body.get("metadata")), gatewayMeta(body.get("litellm_metadata"))
 	ci.endUser = endUser(body, lmd)
 	var hdrTags []string
-	for _, h := range header.Values("x-litellm-tags") {
+	for _, h := range header["X-Litellm-Tags"] { // canonical: Values would canonicalize on every call
 		hdrTags = append(hdrTags, strings.Split(h, ",")...)
 	}
 	ci.tags = mergeTags(hdrTags, tags, md.Tags, lmd.Tags)
@@ -492,13 +493,18 @@ type metaFields struct {
 }
 
 func gatewayMeta(v json.RawMessage) metaFields {
-	var md metaFields
 	if len(v) == 0 {
-		return md
+		return metaFields{} // apart from decodeMeta: no allocation for the common case
 	}
-	var sv string
-	if json.Unmarshal(v, &sv) == nil {
-		v = json.RawMessage(sv)
+	return decodeMeta(v)
+}
+
+func decodeMeta(v json.RawMessage) metaFields {
+	var md metaFields
+	if len(v) > 0 && v[0] == '"' {
+		if s, ok := decodeText(v); ok {
+			v = json.RawMessage(s)
+		}
 	}
 	_ = json.Unmarshal(v, &md)
 	return md
@@ -522,6 +528,9 @@ func endUser(body *reqBody, lmd metaFields) string {
 
 // scalarText is a JSON string's text or a number's digits; "" for anything else.
 func scalarText(v json.RawMessage) string {
+	if len(v) == 0 {
+		return ""
+	}
 	var s string
 	if json.Unmarshal(v, &s) == nil {
 		return s
