@@ -366,12 +366,12 @@ type anUsage struct {
 }
 
 func (u anUsage) openAI() Usage {
-	in := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
+	in := max(u.InputTokens, 0) + max(u.CacheCreationInputTokens, 0) + max(u.CacheReadInputTokens, 0)
 	out := Usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
 	if u.ServerToolUse != nil {
 		out.WebSearches = u.ServerToolUse.WebSearchRequests
 	}
-	return out
+	return out.valid()
 }
 
 func finishReason(stop string) string {
@@ -690,10 +690,6 @@ func (s *messagesStream) next() ([]byte, error) {
 	case "message_stop":
 		s.done = true
 	}
-	s.buf = s.buf[:0]
-	if typ != "" {
-		s.buf = append(append(append(s.buf, "event: "...), typ...), '\n')
-	}
-	s.buf = append(append(append(s.buf, "data: "...), data...), "\n\n"...)
+	s.buf = appendEvent(s.buf[:0], typ, data)
 	return s.buf, nil
 }

@@ -159,7 +159,7 @@ func usageOf(body []byte) Usage {
 		Usage *Usage `json:"usage"`
 	}
 	if json.Unmarshal(body, &v) == nil && v.Usage != nil {
-		return *v.Usage
+		return v.Usage.valid()
 	}
 	return Usage{}
 }
@@ -184,7 +184,7 @@ func usageFrom(obj []byte) (Usage, error) {
 			}
 		}
 	})
-	return u, err
+	return u.valid(), err
 }
 
 // leadingObject returns the JSON object b starts with (after white space), or nil when b
@@ -245,7 +245,7 @@ func (s *openAIStream) next() ([]byte, error) {
 	if bytes.Contains(data, []byte(`"usage":{`)) || bytes.Contains(data, []byte(`"usage": {`)) {
 		var c openAIChunk
 		if json.Unmarshal(data, &c) == nil && c.Usage != nil && (c.Usage.PromptTokens > 0 || c.Usage.CompletionTokens > 0) {
-			s.got, s.hasUsage = *c.Usage, true
+			s.got, s.hasUsage = c.Usage.valid(), true
 		}
 	}
 	s.contentSz += contentBytes(data)

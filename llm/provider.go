@@ -30,6 +30,14 @@ type Usage struct {
 	WebSearches int64 `json:"-"`
 }
 
+// valid is u with any negative count (a provider's bug, or one that would credit a budget)
+// read as zero.
+func (u Usage) valid() Usage {
+	u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
+	u.TotalTokens, u.WebSearches = max(u.TotalTokens, 0), max(u.WebSearches, 0)
+	return u
+}
+
 // Kinds of call a provider answers.
 const (
 	callChat       = "chat"
@@ -409,6 +417,24 @@ func (b *sseBody) close() error {
 	err := b.body.Close()
 	b.sse.release()
 	return err
+}
+
+// appendEvent appends a Server-Sent Event to buf: its type line when typ is set, then data,
+// each of its lines on a data line of its own (the reader joined an event's data lines
+// with newlines: written on one line, the later ones would be lost), and the blank line.
+func appendEvent(buf []byte, typ string, data []byte) []byte {
+	if typ != "" {
+		buf = append(append(append(buf, "event: "...), typ...), '\n')
+	}
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		buf = append(append(append(buf, "data: "...), data[:i]...), '\n')
+		data = data[i+1:]
+	}
+	return append(append(append(buf, "data: "...), data...), "\n\n"...)
 }
 
 // buffered reports whether unread bytes are buffered.

@@ -101,11 +101,7 @@ func (s *responsesStream) next() ([]byte, error) {
 			s.got.WebSearches = webSearches(ev.Response.Output)
 		}
 	}
-	s.buf = s.buf[:0]
-	if typ != "" {
-		s.buf = append(append(append(s.buf, "event: "...), typ...), '\n')
-	}
-	s.buf = append(append(append(s.buf, "data: "...), data...), "\n\n"...)
+	s.buf = appendEvent(s.buf[:0], typ, data)
 	return s.buf, nil
 }
 

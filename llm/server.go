@@ -874,7 +874,7 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream, na
 		}
 		out := chunk
 		if !native {
-			buf = append(append(append(buf[:0], "data: "...), chunk...), "\n\n"...)
+			buf = appendEvent(buf[:0], "", chunk)
 			out = buf
 		}
 		if _, err := w.Write(out); err != nil {

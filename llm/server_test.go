@@ -984,3 +984,25 @@ func TestEndUserSources(t *testing.T) {
 		})
 	}
 }
+
+// TestNegativeUsageNotCredited: a provider reporting negative token counts (a bug, or a
+// hostile OpenAI-compatible server) cannot credit a budget: the counts read as zero.
+func TestNegativeUsageNotCredited(t *testing.T) {
+	up := newFakeOpenAI(t)
+	up.completion = -50 // 12 prompt tokens, -50 completion tokens
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil)}})
+	for _, stream := range []bool{false, true} {
+		if resp, body := h.post("/v1/chat/completions", chat("gpt", "stream", stream)); resp.StatusCode != 200 {
+			t.Fatalf("stream %v: %d %s", stream, resp.StatusCode, body)
+		}
+	}
+	h.flush()
+	for _, l := range h.logs() {
+		if l.CompletionTokens != 0 || !approx(l.Spend, 12*0.5) {
+			t.Errorf("charged %v for %d completion tokens, want 6 for 0", l.Spend, l.CompletionTokens)
+		}
+	}
+	if b := h.budget(store.BudgetKey, "key1"); !approx(b.Spend, 12) {
+		t.Errorf("key spend %v, want 12", b.Spend)
+	}
+}
