@@ -363,6 +363,11 @@ type anUsage struct {
 	ServerToolUse            *struct {
 		WebSearchRequests int64 `json:"web_search_requests"`
 	} `json:"server_tool_use"`
+	// CacheCreation splits cache_creation_input_tokens by how long the cache keeps them.
+	CacheCreation *struct {
+		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
 }
 
 func (u anUsage) openAI() Usage {
@@ -370,6 +375,11 @@ func (u anUsage) openAI() Usage {
 	out := Usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
 	if u.ServerToolUse != nil {
 		out.WebSearches = u.ServerToolUse.WebSearchRequests
+	}
+	out.CacheReadTokens, out.CacheWriteTokens = u.CacheReadInputTokens, u.CacheCreationInputTokens
+	if c := u.CacheCreation; c != nil && c.Ephemeral1h > 0 {
+		out.CacheWrite1hTokens = min(c.Ephemeral1h, out.CacheWriteTokens)
+		out.CacheWriteTokens -= out.CacheWrite1hTokens
 	}
 	return out.valid()
 }
@@ -679,6 +689,9 @@ func (s *messagesStream) next() ([]byte, error) {
 			s.gotUsage = true
 			if ev.Usage.ServerToolUse != nil {
 				s.in.ServerToolUse = ev.Usage.ServerToolUse
+			}
+			if ev.Usage.CacheCreation != nil {
+				s.in.CacheCreation = ev.Usage.CacheCreation
 			}
 			// Newer API versions also report input counts here.
 			if ev.Usage.InputTokens > 0 || ev.Usage.CacheReadInputTokens > 0 || ev.Usage.CacheCreationInputTokens > 0 {

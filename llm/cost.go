@@ -30,6 +30,12 @@ type Price struct {
 	// SearchCostPerQuery prices a provider-run web search by search_context_size
 	// ("search_context_size_low", "_medium", "_high"), as LiteLLM's map has it.
 	SearchCostPerQuery map[string]float64 `json:"search_context_cost_per_query"`
+	// Prompt-cache prices: tokens read from the provider's cache, and written to it (for
+	// Anthropic's one-hour cache, CacheWrite1hCostPerToken). Unset, such tokens cost the
+	// input price.
+	CacheReadCostPerToken    *float64 `json:"cache_read_input_token_cost"`
+	CacheWriteCostPerToken   *float64 `json:"cache_creation_input_token_cost"`
+	CacheWrite1hCostPerToken *float64 `json:"cache_creation_input_token_cost_above_1hr"`
 }
 
 // SearchCost is the price of one provider-run web search at size ("low", "medium" or
@@ -80,9 +86,29 @@ func (p Price) ImageCost(n int) float64 {
 	return float64(n) * (p.InputCostPerImage + p.OutputCostPerImage)
 }
 
-// TokenCost is the cost of a call that used the given tokens.
+// TokenCost is the cost of a call that used the given tokens, none of them cached.
 func (p Price) TokenCost(prompt, completion int64) float64 {
 	return float64(prompt)*p.InputCostPerToken + float64(completion)*p.OutputCostPerToken
+}
+
+// UsageCost is the cost of the tokens of u: its prompt tokens at the input price, except
+// those read from or written to the provider's prompt cache, at the model's cache prices.
+func (p Price) UsageCost(u Usage) float64 {
+	in := p.InputCostPerToken
+	orIn := func(c *float64) float64 {
+		if c == nil {
+			return in
+		}
+		return *c
+	}
+	write1h := p.CacheWrite1hCostPerToken
+	if write1h == nil {
+		write1h = p.CacheWriteCostPerToken
+	}
+	plain := max(u.PromptTokens-u.CacheReadTokens-u.CacheWriteTokens-u.CacheWrite1hTokens, 0)
+	return float64(plain)*in + float64(u.CacheReadTokens)*orIn(p.CacheReadCostPerToken) +
+		float64(u.CacheWriteTokens)*orIn(p.CacheWriteCostPerToken) + float64(u.CacheWrite1hTokens)*orIn(write1h) +
+		float64(u.CompletionTokens)*p.OutputCostPerToken
 }
 
 // CostMap maps model names to prices. It is read-only after construction and safe for
@@ -154,7 +180,8 @@ func (c *CostMap) Lookup(names ...string) (Price, bool) {
 func (p Price) withOverrides(fields map[string]any) (Price, error) {
 	over := map[string]any{}
 	for _, k := range []string{"mode", "input_cost_per_token", "output_cost_per_token", "input_cost_per_image",
-		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query"} {
+		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query",
+		"cache_read_input_token_cost", "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"} {
 		if v, ok := fields[k]; ok && v != nil {
 			over[k] = v
 		}

@@ -35,6 +35,8 @@ type fakeOpenAI struct {
 	respEnd string
 	// searchCalls is how many web_search_call items a Responses API answer has.
 	searchCalls int
+	// cached is how many of the 12 prompt tokens the usage reports as read from the cache.
+	cached int64
 
 	mu        sync.Mutex
 	lastBody  map[string]any
@@ -139,20 +141,20 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n", model)
 		if f.withUsage {
-			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", model, f.completion, 12+f.completion)
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":%d,\"total_tokens\":%d,\"prompt_tokens_details\":{\"cached_tokens\":%d}}}\n\n", model, f.completion, 12+f.completion, f.cached)
 		}
 		fmt.Fprint(w, "data: [DONE]\n\n")
 		fl.Flush()
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":%d,"total_tokens":%d}}`, model, f.completion, 12+f.completion)
+	fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d}}}`, model, f.completion, 12+f.completion, f.cached)
 }
 
 // responsesAnswer is the fake's Responses API answer (12 input tokens, f.completion output).
 func (f *fakeOpenAI) responsesAnswer(model, status string) string {
 	searches := strings.Repeat(`{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"q"}},`, f.searchCalls)
-	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
+	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":`+strconv.FormatInt(f.cached, 10)+`},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
 		status, model, f.completion, 12+f.completion)
 }
 
@@ -209,6 +211,9 @@ type fakeAnthropic struct {
 	lastHdr  http.Header
 	toolCall bool
 	searches int // web searches reported in usage.server_tool_use
+	// cacheUsage is added to the usage of an answer and of a stream's message_start, e.g.
+	// `,"cache_read_input_tokens":100`.
+	cacheUsage string
 }
 
 // serverToolUse is the usage field reporting f.searches, with its leading comma; "" for
@@ -242,7 +247,7 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	if s, _ := body["stream"].(bool); s {
 		w.Header().Set("Content-Type", "text/event-stream")
 		ev := func(typ, data string) { fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data) }
-		ev("message_start", `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1}}}`)
+		ev("message_start", `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1`+f.cacheUsage+`}}}`)
 		ev("ping", `{"type":"ping"}`)
 		ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
 		ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check"}}`)
@@ -260,7 +265,7 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":30}}`)
 		return
 	}
-	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30`+f.serverToolUse()+`}}`)
+	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30`+f.serverToolUse()+f.cacheUsage+`}}`)
 }
 
 func (f *fakeAnthropic) body() map[string]any {

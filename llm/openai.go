@@ -182,6 +182,14 @@ func usageFrom(obj []byte) (Usage, error) {
 			if n, ok := integer(f.val); ok {
 				u.TotalTokens = n
 			}
+		case "prompt_tokens_details", "input_tokens_details": // the part of the prompt read from the cache
+			_ = eachField(f.val, func(d bodyField) {
+				if string(d.name) == "cached_tokens" {
+					if n, ok := integer(d.val); ok {
+						u.CacheReadTokens = n
+					}
+				}
+			})
 		}
 	})
 	return u.valid(), err
@@ -226,7 +234,7 @@ type openAIStream struct {
 
 // openAIChunk is the part of a chunk read for usage.
 type openAIChunk struct {
-	Usage *Usage `json:"usage"`
+	Usage json.RawMessage `json:"usage"`
 }
 
 func (s *openAIStream) next() ([]byte, error) {
@@ -244,8 +252,10 @@ func (s *openAIStream) next() ([]byte, error) {
 	}
 	if bytes.Contains(data, []byte(`"usage":{`)) || bytes.Contains(data, []byte(`"usage": {`)) {
 		var c openAIChunk
-		if json.Unmarshal(data, &c) == nil && c.Usage != nil && (c.Usage.PromptTokens > 0 || c.Usage.CompletionTokens > 0) {
-			s.got, s.hasUsage = c.Usage.valid(), true
+		if json.Unmarshal(data, &c) == nil && len(c.Usage) > 0 && c.Usage[0] == '{' {
+			if u, err := usageFrom(c.Usage); err == nil && (u.PromptTokens > 0 || u.CompletionTokens > 0) {
+				s.got, s.hasUsage = u, true
+			}
 		}
 	}
 	s.contentSz += contentBytes(data)

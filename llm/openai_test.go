@@ -18,9 +18,12 @@ func TestUsageOf(t *testing.T) {
 		{`{"choices":[{"message":{"content":"say \"usage\": 5"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3}},
 		{`{"usage":{"prompt_tokens":9},"choices":[{"message":{"content":"the \"usage\" key"}}]}`, Usage{PromptTokens: 9}},
 		{`{"usage":null}`, Usage{}},
+		// The cached part of the prompt.
+		{`{"usage":{"prompt_tokens":100,"completion_tokens":10,"total_tokens":110,"prompt_tokens_details":{"cached_tokens":80,"audio_tokens":0}}}`,
+			Usage{PromptTokens: 100, CompletionTokens: 10, TotalTokens: 110, CacheReadTokens: 80}},
 		// The Responses API's names.
 		{`{"output":[],"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":1},"output_tokens":6,"total_tokens":11},"metadata":{}}`,
-			Usage{PromptTokens: 5, CompletionTokens: 6, TotalTokens: 11}},
+			Usage{PromptTokens: 5, CompletionTokens: 6, TotalTokens: 11, CacheReadTokens: 1}},
 		{`{}`, Usage{}},
 	}
 	for _, tc := range tests {
@@ -50,19 +53,23 @@ func TestContentBytes(t *testing.T) {
 }
 
 // FuzzUsageOf: usageOf finds the usage of a completion whatever text precedes it (content
-// with braces, quotes and escapes, nested usage details), and never panics on any body.
+// with braces, quotes and escapes, nested usage details with the cached part of the
+// prompt), and never panics on any body.
 func FuzzUsageOf(f *testing.F) {
 	f.Add(`hello {world}`, int64(12), int64(8))
 	f.Add(`a "quoted \" brace }`, int64(0), int64(1))
 	f.Add(`\\`, int64(1<<40), int64(3))
 	f.Fuzz(func(t *testing.T, content string, prompt, completion int64) {
 		_ = usageOf([]byte(content)) // any bytes: no panic
-		want := Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
+		sent := Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 		msg, _ := json.Marshal(content)
-		u, _ := json.Marshal(want)
+		u, _ := json.Marshal(sent)
 		detailed := append(u[:len(u)-1:len(u)-1], []byte(`,"prompt_tokens_details":{"cached_tokens":1,"x":{"y":"}"}}}`)...)
-		for _, usage := range [][]byte{u, detailed} {
-			body := `{"choices":[{"message":{"content":` + string(msg) + `}}],"usage": ` + string(usage) + `}`
+		cached := sent
+		cached.CacheReadTokens = 1
+		// Negative counts read as zero, and the cached part is never more than the prompt.
+		for usage, want := range map[string]Usage{string(u): sent.valid(), string(detailed): cached.valid()} {
+			body := `{"choices":[{"message":{"content":` + string(msg) + `}}],"usage": ` + usage + `}`
 			if got := usageOf([]byte(body)); got != want {
 				t.Fatalf("usageOf(%s) = %+v, want %+v", body, got, want)
 			}

@@ -608,7 +608,7 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 		}
 		return d.Price.ImageCost(images)
 	}
-	return d.Price.TokenCost(u.PromptTokens, u.CompletionTokens) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
+	return d.Price.UsageCost(u) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
 }
 
 // readBody reads a JSON body, or for image edits also a multipart/form-data one (the

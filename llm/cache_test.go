@@ -1,0 +1,62 @@
+package llm_test
+
+import (
+	"testing"
+
+	"github.com/toolgate/toolgate/llm"
+)
+
+// TestPromptCachePriced: prompt tokens the provider read from or wrote to its prompt cache
+// are charged at the model's cache prices, not at the input price: Anthropic's cache reads
+// and five-minute and one-hour cache writes (plain and streamed), and OpenAI's cached
+// tokens (chat, plain and streamed, and the Responses API). A model without cache prices
+// charges them at the input price.
+func TestPromptCachePriced(t *testing.T) {
+	an := newFakeAnthropic(t)
+	an.cacheUsage = `,"cache_read_input_tokens":1000,"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_5m_input_tokens":40,"ephemeral_1h_input_tokens":60}`
+	oa := newFakeOpenAI(t)
+	oa.cached = 8 // of 12 prompt tokens
+	claude := func(name string, info map[string]any) llm.ModelConfig {
+		mi := map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002, "max_output_tokens": 1000}
+		for k, v := range info {
+			mi[k] = v
+		}
+		return llm.ModelConfig{ModelName: name, LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"}, ModelInfo: mi}
+	}
+	cachePrices := map[string]any{"cache_read_input_token_cost": 0.0001, "cache_creation_input_token_cost": 0.00125, "cache_creation_input_token_cost_above_1hr": 0.002}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{
+		claude("claude", cachePrices), claude("claude-nocache", nil),
+		model("gpt", oa.URL, map[string]any{"cache_read_input_token_cost": 0.05}),
+	}})
+	// Anthropic: 20 input, 1000 read, 40 + 60 written, 30 output.
+	anthropicCost := 20*0.001 + 1000*0.0001 + 40*0.00125 + 60*0.002 + 30*0.002
+	// OpenAI: 4 plain and 8 cached of 12 prompt tokens, 8 output.
+	openaiCost := 4*0.5 + 8*0.05 + 8*0.125
+	calls := []struct {
+		path string
+		body map[string]any
+		want float64
+	}{
+		{"/v1/messages", messagesBody(), anthropicCost},
+		{"/v1/messages", messagesBody("stream", true), anthropicCost},
+		{"/v1/messages", messagesBody("model", "claude-nocache"), (20+1000+100)*0.001 + 30*0.002},
+		{"/v1/chat/completions", chat("gpt"), openaiCost},
+		{"/v1/chat/completions", chat("gpt", "stream", true, "stream_options", map[string]any{"include_usage": true}), openaiCost},
+		{"/v1/responses", map[string]any{"model": "gpt", "input": "hi"}, openaiCost},
+	}
+	for _, c := range calls {
+		if resp, body := h.post(c.path, c.body); resp.StatusCode != 200 {
+			t.Fatalf("%s %v: %d %s", c.path, c.body["stream"], resp.StatusCode, body)
+		}
+	}
+	h.flush()
+	logs := h.logs() // newest first
+	if len(logs) != len(calls) {
+		t.Fatalf("got %d spend rows, want %d", len(logs), len(calls))
+	}
+	for i, c := range calls {
+		if l := logs[len(logs)-1-i]; !approx(l.Spend, c.want) {
+			t.Errorf("%s (model %v, stream %v): charged %v, want %v", c.path, c.body["model"], c.body["stream"], l.Spend, c.want)
+		}
+	}
+}
