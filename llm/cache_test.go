@@ -60,3 +60,38 @@ func TestPromptCachePriced(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPromptAndTierPriced: a call whose prompt passes a long-prompt threshold is
+// charged at the long-prompt rates throughout (prompt-cache reads count toward the
+// threshold, as providers count them), and a chat completion asking for the priority tier
+// at its rates.
+func TestLongPromptAndTierPriced(t *testing.T) {
+	an := newFakeAnthropic(t)
+	an.cacheUsage = `,"cache_read_input_tokens":250000`
+	oa := newFakeOpenAI(t)
+	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
+		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002, "max_output_tokens": 1000,
+			"cache_read_input_token_cost": 0.0001, "input_cost_per_token_above_200k_tokens": 0.002,
+			"output_cost_per_token_above_200k_tokens": 0.003, "cache_read_input_token_cost_above_200k_tokens": 0.0002}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude,
+		model("gpt", oa.URL, map[string]any{"input_cost_per_token_priority": 1.0, "output_cost_per_token_priority": 0.25})}})
+	if resp, body := h.post("/v1/messages", messagesBody()); resp.StatusCode != 200 {
+		t.Fatalf("messages: %d %s", resp.StatusCode, body)
+	}
+	for _, tier := range []string{"priority", "default"} {
+		if resp, body := h.post("/v1/chat/completions", chat("gpt", "service_tier", tier)); resp.StatusCode != 200 {
+			t.Fatalf("chat %s: %d %s", tier, resp.StatusCode, body)
+		}
+	}
+	h.flush()
+	logs := h.logs() // newest first
+	for i, want := range []float64{
+		12*0.5 + 8*0.125,                    // default tier
+		12*1.0 + 8*0.25,                     // priority
+		20*0.002 + 250000*0.0002 + 30*0.003, // 250,020 prompt tokens: all at the long rates
+	} {
+		if !approx(logs[i].Spend, want) {
+			t.Errorf("%s call charged %v, want %v", logs[i].CallType, logs[i].Spend, want)
+		}
+	}
+}

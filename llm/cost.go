@@ -1,9 +1,12 @@
 package llm
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -36,6 +39,144 @@ type Price struct {
 	CacheReadCostPerToken    *float64 `json:"cache_read_input_token_cost"`
 	CacheWriteCostPerToken   *float64 `json:"cache_creation_input_token_cost"`
 	CacheWrite1hCostPerToken *float64 `json:"cache_creation_input_token_cost_above_1hr"`
+
+	// variants are the rates of the token prices above for long prompts and service tiers,
+	// by their names in the map: input_cost_per_token_above_200k_tokens,
+	// output_cost_per_token_priority, cache_read_input_token_cost_above_272k_tokens_flex...
+	variants map[string]float64
+}
+
+// tokenRates are the price fields variants apply to.
+var tokenRates = []string{"input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+	"cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"}
+
+// isVariant reports whether name is a variant of a token rate: "_above_Nk_tokens", then
+// optionally "_priority" or "_flex", or just the tier.
+func isVariant(name string) bool {
+	for _, r := range tokenRates {
+		rest, ok := strings.CutPrefix(name, r+"_")
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(rest, "above_") {
+			if _, _, ok := longThreshold(rest); ok {
+				return true
+			}
+		}
+		if rest == "priority" || rest == "flex" {
+			return true
+		}
+	}
+	return false
+}
+
+// longThreshold parses "above_Nk_tokens[_tier]" into N thousand and the tier.
+func longThreshold(s string) (int64, string, bool) {
+	s, ok := strings.CutPrefix(s, "above_")
+	if !ok {
+		return 0, "", false
+	}
+	num, rest, ok := strings.Cut(s, "k_tokens")
+	if !ok {
+		return 0, "", false
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, "", false
+	}
+	tier := strings.TrimPrefix(rest, "_")
+	if tier != "" && tier != "priority" && tier != "flex" {
+		return 0, "", false
+	}
+	return n * 1000, tier, true
+}
+
+// UnmarshalJSON decodes a price map entry, keeping the variant rates beside the fields.
+func (p *Price) UnmarshalJSON(b []byte) error {
+	type fields Price // without this method
+	if err := json.Unmarshal(b, (*fields)(p)); err != nil {
+		return err
+	}
+	if !bytes.Contains(b, []byte("_above_")) && !bytes.Contains(b, []byte("_priority")) && !bytes.Contains(b, []byte("_flex")) {
+		return nil
+	}
+	own := false // p.variants may be a cost map entry's, shared: it is never written
+	return eachField(b, func(fd bodyField) {
+		k := string(fd.name)
+		if !isVariant(k) {
+			return
+		}
+		f, err := strconv.ParseFloat(string(fd.val), 64)
+		if err != nil {
+			return
+		}
+		if !own {
+			p.variants, own = maps.Clone(p.variants), true
+			if p.variants == nil {
+				p.variants = map[string]float64{}
+			}
+		}
+		p.variants[k] = f
+	})
+}
+
+// For returns p with the token rates of a call whose prompt has promptTokens tokens and
+// that asked for service tier tier ("priority", "flex"; others are the standard rates):
+// for each rate, the long-prompt rate of the highest threshold the prompt passes (in the
+// tier when the map has it), else the tier's rate, else the standard one. Providers
+// price a whole call at its long-prompt rates once its prompt passes the threshold.
+func (p Price) For(promptTokens int64, tier string) Price {
+	if len(p.variants) == 0 {
+		return p
+	}
+	if tier != "priority" && tier != "flex" {
+		tier = ""
+	}
+	pick := func(rate string) (float64, bool) {
+		best, bestN, found := 0.0, int64(-1), false
+		for k, v := range p.variants {
+			rest, ok := strings.CutPrefix(k, rate+"_")
+			if !ok {
+				continue
+			}
+			n, t, ok := longThreshold(rest)
+			if !ok || promptTokens <= n || n < bestN || (t != "" && t != tier) {
+				continue
+			}
+			if n == bestN && t == "" && found { // the tier's rate at the same threshold wins
+				continue
+			}
+			best, bestN, found = v, n, true
+		}
+		if found {
+			return best, true
+		}
+		if tier != "" {
+			v, ok := p.variants[rate+"_"+tier]
+			return v, ok
+		}
+		return 0, false
+	}
+	out := p
+	for i, rate := range tokenRates {
+		v, ok := pick(rate)
+		if !ok {
+			continue
+		}
+		switch i {
+		case 0:
+			out.InputCostPerToken = v
+		case 1:
+			out.OutputCostPerToken = v
+		case 2:
+			out.CacheReadCostPerToken = &v
+		case 3:
+			out.CacheWriteCostPerToken = &v
+		case 4:
+			out.CacheWrite1hCostPerToken = &v
+		}
+	}
+	return out
 }
 
 // SearchCost is the price of one provider-run web search at size ("low", "medium" or
@@ -183,6 +324,11 @@ func (p Price) withOverrides(fields map[string]any) (Price, error) {
 		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query",
 		"cache_read_input_token_cost", "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"} {
 		if v, ok := fields[k]; ok && v != nil {
+			over[k] = v
+		}
+	}
+	for k, v := range fields {
+		if v != nil && isVariant(k) {
 			over[k] = v
 		}
 	}

@@ -368,6 +368,9 @@ type callInfo struct {
 	searches   int64
 	searchSize string
 	chatSearch bool
+	// serviceTier is the tier an OpenAI call asked for ("priority" or "flex"), priced at
+	// its own rates; "" for the standard tier.
+	serviceTier string
 }
 
 func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
@@ -421,6 +424,9 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 	}
 	if err := ci.webSearch(body, kind); err != nil {
 		return nil, err
+	}
+	if kind != callMessages { // Anthropic's service_tier chooses capacity, not a price
+		ci.serviceTier, _ = body.text("service_tier")
 	}
 	md, lmd := gatewayMeta(body.get("metadata")), gatewayMeta(body.get("litellm_metadata"))
 	ci.endUser = endUser(body, lmd)
@@ -589,10 +595,11 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 		case d.Price.IsImage():
 			e = d.Price.ImageCost(ci.n)
 		case kind == callEmbeddings:
-			e = d.Price.TokenCost(ci.prompt, 0)
+			e = d.Price.For(ci.prompt, ci.serviceTier).TokenCost(ci.prompt, 0)
 		default:
 			// n choices each produce up to the allowance.
-			e = d.Price.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(d.Price.OutputAllowance(ci.maxTokens))*d.Price.OutputCostPerToken +
+			p := d.Price.For(ci.prompt, ci.serviceTier)
+			e = p.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(p.OutputAllowance(ci.maxTokens))*p.OutputCostPerToken +
 				float64(ci.searches)*d.Price.SearchCost(ci.searchSize)
 		}
 		best = max(best, e)
@@ -608,7 +615,7 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 		}
 		return d.Price.ImageCost(images)
 	}
-	return d.Price.UsageCost(u) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
+	return d.Price.For(u.PromptTokens, ci.serviceTier).UsageCost(u) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
 }
 
 // readBody reads a JSON body, or for image edits also a multipart/form-data one (the
