@@ -27,9 +27,13 @@ type Price struct {
 	OutputCostPerToken float64 `json:"output_cost_per_token"`
 	InputCostPerImage  float64 `json:"input_cost_per_image"`
 	OutputCostPerImage float64 `json:"output_cost_per_image"`
-	MaxInputTokens     int64   `json:"max_input_tokens"`
-	MaxOutputTokens    int64   `json:"max_output_tokens"`
-	MaxTokens          int64   `json:"max_tokens"`
+	// Image models priced by tokens (gpt-image-1 and later): image tokens in the input
+	// (edits) and the generated image's tokens. Their text input is input_cost_per_token.
+	InputCostPerImageToken  float64 `json:"input_cost_per_image_token"`
+	OutputCostPerImageToken float64 `json:"output_cost_per_image_token"`
+	MaxInputTokens          int64   `json:"max_input_tokens"`
+	MaxOutputTokens         int64   `json:"max_output_tokens"`
+	MaxTokens               int64   `json:"max_tokens"`
 	// SearchCostPerQuery prices a provider-run web search by search_context_size
 	// ("search_context_size_low", "_medium", "_high"), as LiteLLM's map has it.
 	SearchCostPerQuery map[string]float64 `json:"search_context_cost_per_query"`
@@ -219,6 +223,45 @@ func (p Price) ChatReserve(promptTokens, maxTokens int64) float64 {
 	return float64(promptTokens)*p.InputCostPerToken + float64(p.OutputAllowance(maxTokens))*p.OutputCostPerToken
 }
 
+// TokenPricedImages reports whether an image model is priced by the tokens of its images
+// rather than per image.
+func (p Price) TokenPricedImages() bool {
+	return p.InputCostPerImage == 0 && p.OutputCostPerImage == 0 && p.OutputCostPerImageToken > 0
+}
+
+// imageTokens is how many output tokens OpenAI's token-priced image models spend on one
+// image of quality and size (OpenAI's table); an unknown or "auto" quality or size counts
+// as the dearest.
+func imageTokens(quality, size string) int64 {
+	table := map[string][3]int64{"low": {272, 408, 400}, "medium": {1056, 1584, 1568}, "high": {4160, 6240, 6208}}
+	row, ok := table[quality]
+	if !ok {
+		row = table["high"]
+	}
+	switch size {
+	case "1024x1024":
+		return row[0]
+	case "1536x1024":
+		return row[2]
+	default: // 1024x1536, the dearest, and auto or sizes the table has not got
+		return row[1]
+	}
+}
+
+// ImageReserve is the amount to reserve for n images of quality and size from a
+// token-priced image model, after a prompt of promptTokens text tokens.
+func (p Price) ImageReserve(n int, promptTokens int64, quality, size string) float64 {
+	return float64(promptTokens)*p.InputCostPerToken + float64(int64(max(n, 1))*imageTokens(quality, size))*p.OutputCostPerImageToken
+}
+
+// ImageUsageCost is the cost of a token-priced image call that used u: text input at the
+// input price, image input at the image input price, and the generated images' tokens.
+func (p Price) ImageUsageCost(u Usage) float64 {
+	text := max(u.PromptTokens-u.ImageInputTokens, 0)
+	return float64(text)*p.InputCostPerToken + float64(u.ImageInputTokens)*p.InputCostPerImageToken +
+		float64(u.CompletionTokens)*p.OutputCostPerImageToken
+}
+
 // ImageCost is the cost of n images: n x (input_cost_per_image + output_cost_per_image).
 func (p Price) ImageCost(n int) float64 {
 	if n <= 0 {
@@ -322,7 +365,8 @@ func (p Price) withOverrides(fields map[string]any) (Price, error) {
 	over := map[string]any{}
 	for _, k := range []string{"mode", "input_cost_per_token", "output_cost_per_token", "input_cost_per_image",
 		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query",
-		"cache_read_input_token_cost", "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"} {
+		"cache_read_input_token_cost", "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr",
+		"input_cost_per_image_token", "output_cost_per_image_token"} {
 		if v, ok := fields[k]; ok && v != nil {
 			over[k] = v
 		}

@@ -50,3 +50,20 @@ func TestPriceFor(t *testing.T) {
 		t.Errorf("the override changed the cost map's entry: %v", p.InputCostPerToken)
 	}
 }
+
+// TestImagePricing: gpt-image-1 is priced by tokens in the map (and so reserves by them),
+// DALL-E 3 per image.
+func TestImagePricing(t *testing.T) {
+	gi, _ := DefaultCostMap().Lookup("gpt-image-1")
+	dalle, _ := DefaultCostMap().Lookup("dall-e-3")
+	if !gi.TokenPricedImages() || dalle.TokenPricedImages() {
+		t.Fatalf("token-priced: gpt-image-1 %v, dall-e-3 %v; want true, false", gi.TokenPricedImages(), dalle.TokenPricedImages())
+	}
+	// 6240 tokens (high quality, 1024x1536) at 4e-5, two images, no prompt.
+	if got := gi.ImageReserve(2, 0, "", ""); got < 2*6240*4e-5-1e-12 || got > 2*6240*4e-5+1e-12 {
+		t.Errorf("reserve for two images %v, want %v", got, 2*6240*4e-5)
+	}
+	if got := gi.ImageReserve(1, 0, "low", "1024x1024"); got < 272*4e-5-1e-12 || got > 272*4e-5+1e-12 {
+		t.Errorf("reserve for a low-quality square image %v, want %v", got, 272*4e-5)
+	}
+}

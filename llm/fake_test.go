@@ -37,6 +37,8 @@ type fakeOpenAI struct {
 	searchCalls int
 	// cached is how many of the 12 prompt tokens the usage reports as read from the cache.
 	cached int64
+	// imageUsage, when set, is the usage of an image answer (token-priced image models).
+	imageUsage string
 
 	mu        sync.Mutex
 	lastBody  map[string]any
@@ -120,7 +122,11 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 			data = append(data, `{"url":"https://example.invalid/img.png"}`)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"created":1700000000,"data":[%s]}`, strings.Join(data, ","))
+		usage := ""
+		if f.imageUsage != "" {
+			usage = `,"usage":` + f.imageUsage
+		}
+		fmt.Fprintf(w, `{"created":1700000000,"data":[%s]%s}`, strings.Join(data, ","), usage)
 		return
 	}
 	if s, _ := body["stream"].(bool); s {

@@ -136,3 +136,40 @@ func TestImageEditsRefusesBadForms(t *testing.T) {
 		t.Errorf("truncated form: %d %s, want 400", resp.StatusCode, out)
 	}
 }
+
+// TestTokenPricedImages: an image model priced by tokens (gpt-image-1 and later, which
+// have no per-image price) is charged its reported usage: text input at the input price,
+// input images at the image input price, the generated image at the image output price.
+// It reserves the image's tokens by quality and size (the dearest when unset), so a budget
+// that cannot pay for a high-quality image refuses it, and one that can pay for a low one
+// admits that.
+func TestTokenPricedImages(t *testing.T) {
+	up := newFakeOpenAI(t)
+	up.imageUsage = `{"input_tokens":50,"input_tokens_details":{"text_tokens":40,"image_tokens":10},"output_tokens":4160,"total_tokens":4210}`
+	img := llm.ModelConfig{ModelName: "img", LiteLLMParams: map[string]any{"model": "openai/gpt-image-x", "api_base": up.URL, "api_key": "sk-up"},
+		ModelInfo: map[string]any{"mode": "image_generation", "input_cost_per_token": 0.001, "input_cost_per_image_token": 0.002, "output_cost_per_image_token": 0.0001}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{img}})
+	if resp, body := h.post("/v1/images/generations", map[string]any{"model": "img", "prompt": "a cat", "quality": "high", "size": "1024x1024"}); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	h.flush()
+	// 40×0.001 + 10×0.002 + 4160×0.0001
+	if l := h.logs(); len(l) != 1 || !approx(l[0].Spend, 0.476) || l[0].CompletionTokens != 4160 {
+		t.Fatalf("spend log %+v, want one row charged 0.476 for 4160 image tokens", l)
+	}
+
+	// A high-quality image of unset size reserves 6240 tokens (0.624), a low-quality
+	// square one 272 (0.0272), beside a prompt of a few tokens.
+	h.setKeyLimit(0.476 + 0.1)
+	resp, body := h.post("/v1/images/generations", map[string]any{"model": "img", "prompt": "a cat"})
+	if typ, _, _, _ := errorOf(t, body); resp.StatusCode != 400 || typ != "budget_exceeded" {
+		t.Errorf("high quality over budget: %d %s, want budget_exceeded", resp.StatusCode, body)
+	}
+	calls := up.calls.Load()
+	if resp, body := h.post("/v1/images/generations", map[string]any{"model": "img", "prompt": "a cat", "quality": "low", "size": "1024x1024"}); resp.StatusCode != 200 {
+		t.Errorf("low quality within budget: %d %s", resp.StatusCode, body)
+	}
+	if up.calls.Load() != calls+1 {
+		t.Errorf("provider calls %d, want only the admitted one after %d", up.calls.Load(), calls)
+	}
+}

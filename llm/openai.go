@@ -116,6 +116,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		}
 		_ = json.Unmarshal(out, &v)
 		r.images = len(v.Data)
+		r.usage = usageOf(out) // token-priced image models report it
 	} else {
 		r.usage = usageOf(out)
 		if kind == callResponses {
@@ -184,10 +185,13 @@ func usageFrom(obj []byte) (Usage, error) {
 			}
 		case "prompt_tokens_details", "input_tokens_details": // the part of the prompt read from the cache
 			_ = eachField(f.val, func(d bodyField) {
-				if string(d.name) == "cached_tokens" {
-					if n, ok := integer(d.val); ok {
-						u.CacheReadTokens = n
-					}
+				n, ok := integer(d.val)
+				switch {
+				case !ok:
+				case string(d.name) == "cached_tokens":
+					u.CacheReadTokens = n
+				case string(d.name) == "image_tokens": // image models: the input images' part
+					u.ImageInputTokens = n
 				}
 			})
 		}

@@ -33,6 +33,9 @@ type Usage struct {
 	CacheReadTokens    int64 `json:"-"`
 	CacheWriteTokens   int64 `json:"-"`
 	CacheWrite1hTokens int64 `json:"-"`
+	// ImageInputTokens are the prompt tokens of input images (image edits), part of
+	// PromptTokens.
+	ImageInputTokens int64 `json:"-"`
 }
 
 // valid is u with any negative count (a provider's bug, or one that would credit a budget)
@@ -43,6 +46,7 @@ func (u Usage) valid() Usage {
 	u.CacheReadTokens = min(max(u.CacheReadTokens, 0), u.PromptTokens) // part of the prompt: never more
 	u.CacheWriteTokens = min(max(u.CacheWriteTokens, 0), u.PromptTokens-u.CacheReadTokens)
 	u.CacheWrite1hTokens = min(max(u.CacheWrite1hTokens, 0), u.PromptTokens-u.CacheReadTokens-u.CacheWriteTokens)
+	u.ImageInputTokens = min(max(u.ImageInputTokens, 0), u.PromptTokens)
 	return u
 }
 

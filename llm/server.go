@@ -371,6 +371,8 @@ type callInfo struct {
 	// serviceTier is the tier an OpenAI call asked for ("priority" or "flex"), priced at
 	// its own rates; "" for the standard tier.
 	serviceTier string
+	// An image call's quality and size, which set what a token-priced image model reserves.
+	quality, size string
 }
 
 func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
@@ -407,6 +409,11 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		}
 	}
 	ci.n = 1
+	if kind == callImages || kind == callImageEdits {
+		ci.quality, _ = body.text("quality")
+		ci.size, _ = body.text("size")
+		ci.prompt = promptTokens(len(body.get("prompt")))
+	}
 	if kind == callImages || kind == callImageEdits || kind == callChat {
 		if v := body.get("n"); len(v) > 0 && string(v) != "null" {
 			n, ok := body.integer("n")
@@ -592,6 +599,8 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 	for _, d := range s.router.deployments(model) {
 		var e float64
 		switch {
+		case d.Price.IsImage() && d.Price.TokenPricedImages():
+			e = d.Price.ImageReserve(ci.n, ci.prompt, ci.quality, ci.size)
 		case d.Price.IsImage():
 			e = d.Price.ImageCost(ci.n)
 		case kind == callEmbeddings:
@@ -609,6 +618,12 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 
 // cost is the actual cost of a call on d.
 func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64 {
+	if d.Price.IsImage() && d.Price.TokenPricedImages() {
+		if u.PromptTokens == 0 && u.CompletionTokens == 0 { // no usage reported: what was reserved
+			return d.Price.ImageReserve(max(images, ci.n), ci.prompt, ci.quality, ci.size)
+		}
+		return d.Price.ImageUsageCost(u)
+	}
 	if d.Price.IsImage() {
 		if images == 0 {
 			images = ci.n
