@@ -202,6 +202,16 @@ func TestToolCallOverBudget(t *testing.T) {
 	}
 }
 
+// waitKeySpend waits until the key named alias has spent want.
+func waitKeySpend(t testing.TB, g *testGateway, alias string, want float64) {
+	t.Helper()
+	id := keyIDOfAlias(t, g, alias)
+	waitFor(t, fmt.Sprintf("key %s to spend %v", alias, want), func() bool {
+		b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: id})
+		return err == nil && math.Abs(b.Spend-want) < 1e-9
+	})
+}
+
 func keyIDOfAlias(t testing.TB, g *testGateway, alias string) string {
 	t.Helper()
 	ks, err := g.db.Keys(context.Background(), store.KeyFilter{KeyAlias: alias})
@@ -386,17 +396,7 @@ func TestMessagesThroughGateway(t *testing.T) {
 	if gotKey != "sk-ant-upstream" {
 		t.Errorf("provider got x-api-key %q, want the deployment's", gotKey)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "anthropic-client")})
-		if err == nil && math.Abs(b.Spend-0.2) < 1e-9 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("key budget %+v (%v), want spend 10×0.01 + 5×0.02 = 0.2", b, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitKeySpend(t, g, "anthropic-client", 0.2) // 10×0.01 + 5×0.02
 	if r := g.do(t, "POST", "/v1/messages/count_tokens", body, "x-api-key", key, "Content-Type", "application/json"); r.status != 200 {
 		t.Errorf("/v1/messages/count_tokens with x-api-key: %d %s", r.status, r.body)
 	}
@@ -433,15 +433,5 @@ func TestResponsesThroughGateway(t *testing.T) {
 	if r.status != 200 || gotPath != "/responses" || gotAuth != "Bearer sk-upstream" {
 		t.Fatalf("/v1/responses: %d %s; provider got %s with %q", r.status, r.body, gotPath, gotAuth)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := g.db.Budget(context.Background(), store.BudgetRef{Scope: store.BudgetKey, ID: keyIDOfAlias(t, g, "responses-client")})
-		if err == nil && math.Abs(b.Spend-0.2) < 1e-9 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("key budget %+v (%v), want spend 10×0.01 + 5×0.02 = 0.2", b, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitKeySpend(t, g, "responses-client", 0.2) // 10×0.01 + 5×0.02
 }

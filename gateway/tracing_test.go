@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,20 +142,8 @@ func TestTraceReachesUpstream(t *testing.T) {
 	if res, err := c.CallTool(context.Background(), req); err != nil || !res.IsError {
 		t.Fatalf("call with _meta trace context: %v %+v", err, res)
 	}
-	var srv, cli *tracetest.SpanStub
-	waitFor(t, "the MCP spans of the second call", func() bool {
-		spans := exp.GetSpans()
-		srv, cli = nil, nil
-		for i := range spans {
-			switch spans[i].Name {
-			case "tools/call traced-echo":
-				srv = &spans[i]
-			case "tools/call echo":
-				cli = &spans[i]
-			}
-		}
-		return srv != nil && cli != nil
-	})
+	sp := waitSpans(t, exp, "tools/call traced-echo", "tools/call echo")
+	srv, cli := sp[0], sp[1]
 	if srv.SpanContext.TraceID().String() != metaTrace || srv.Parent.SpanID().String() != "b7ad6b7169203331" {
 		t.Errorf("MCP server span: trace %s parent %s, want the _meta's %s / b7ad6b7169203331", srv.SpanContext.TraceID(), srv.Parent.SpanID(), metaTrace)
 	}
@@ -213,6 +202,26 @@ func TestUntracedMetaPassesThrough(t *testing.T) {
 	}
 }
 
+// waitSpans waits until exp holds a span of each name (spans end after the client has its
+// answer) and returns them in names' order, the last of each name.
+func waitSpans(t testing.TB, exp *tracetest.InMemoryExporter, names ...string) []*tracetest.SpanStub {
+	t.Helper()
+	out := make([]*tracetest.SpanStub, len(names))
+	waitFor(t, "spans "+strings.Join(names, ", "), func() bool {
+		spans := exp.GetSpans()
+		clear(out)
+		for i := range spans {
+			for j, n := range names {
+				if spans[i].Name == n {
+					out[j] = &spans[i]
+				}
+			}
+		}
+		return !slices.Contains(out, nil)
+	})
+	return out
+}
+
 func attrMap(kvs []attribute.KeyValue) map[string]any {
 	m := map[string]any{}
 	for _, kv := range kvs {
@@ -245,20 +254,8 @@ func TestLLMCallTraced(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("completion: %d %s", r.status, r.body)
 	}
-	var call, req *tracetest.SpanStub
-	waitFor(t, "the provider call's span and the request's", func() bool {
-		spans := exp.GetSpans()
-		call, req = nil, nil
-		for i := range spans {
-			switch spans[i].Name {
-			case "chat claude-x":
-				call = &spans[i]
-			case "POST /v1/chat/completions":
-				req = &spans[i]
-			}
-		}
-		return call != nil && req != nil
-	})
+	sp := waitSpans(t, exp, "chat claude-x", "POST /v1/chat/completions")
+	call, req := sp[0], sp[1]
 	if call.Parent.SpanID() != req.SpanContext.SpanID() || call.SpanKind != trace.SpanKindClient {
 		t.Errorf("provider call span: parent %s kind %v, want the request's span %s and client", call.Parent.SpanID(), call.SpanKind, req.SpanContext.SpanID())
 	}
