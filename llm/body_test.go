@@ -3,7 +3,9 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"mime"
+	"net/http"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -148,6 +150,37 @@ func FuzzParseForm(f *testing.F) {
 			}
 			if !bytes.Equal(g.part.data, w.part.data) || !cmp.Equal(g.part.header, w.part.header) {
 				t.Fatalf("%q: part %q changed: %q %v, want %q %v", data, g.name, g.part.data, g.part.header, w.part.data, w.part.header)
+			}
+		}
+	})
+}
+
+// FuzzParseCall: whatever body a caller sends to any route, reading what the call asks
+// for (model, limits, tags, end user, web searches, tier, image size) either succeeds or
+// is a 400 naming the problem, never a panic, and never a negative count to reserve.
+func FuzzParseCall(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"user":"u","tags":["a"],"metadata":{"tags":["b"],"user_id":"x"}}`))
+	f.Add([]byte(`{"model":"m","input":"hi","tools":[{"type":"web_search","search_context_size":"low"}],"service_tier":"priority","max_output_tokens":9}`))
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"web_search_options":{},"litellm_metadata":"{\"user\":7}"}`))
+	f.Add([]byte(`{"model":"m","prompt":"cat","n":2,"quality":"low","size":"1024x1024"}`))
+	f.Add([]byte(`{"model":"m","messages":[1],"tools":"web_search","n":"2"}`))
+	f.Add([]byte(`{"model":"m","messages":[1],"tools":[{"type":"web_search_1","max_uses":9000000000000000000},{"type":"web_search_1","max_uses":9000000000000000000}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := parseBody(data)
+		if err != nil {
+			return
+		}
+		for _, kind := range []string{callChat, callMessages, callResponses, callEmbeddings, callImages, callImageEdits} {
+			ci, err := parseCall(b, kind, http.Header{})
+			if err != nil {
+				var re *requestError
+				if !errors.As(err, &re) || re.status != http.StatusBadRequest {
+					t.Fatalf("%s %q: error %v, want a 400", kind, data, err)
+				}
+				continue
+			}
+			if ci.prompt < 0 || ci.maxTokens < 0 || ci.searches < 0 || ci.n < 1 {
+				t.Fatalf("%s %q: %+v", kind, data, ci)
 			}
 		}
 	})

@@ -449,8 +449,9 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 }
 
 // searchesReserved is how many web searches a search tool without max_uses is reserved
-// for; a call that runs more is charged for all it ran.
-const searchesReserved = 5
+// for; a call that runs more is charged for all it ran. maxSearches caps what a call's
+// max_uses can ask to reserve (a hostile value must not overflow the count).
+const searchesReserved, maxSearches = 5, 1000
 
 // webSearch notes the web searches a call may have the provider run, each charged at the
 // model's search_context_cost_per_query: chat completions' web_search_options (one search),
@@ -487,7 +488,7 @@ func (ci *callInfo) webSearch(body *reqBody, kind string) error {
 			if n <= 0 {
 				n = searchesReserved
 			}
-			ci.searches += n
+			ci.searches = min(ci.searches+min(n, maxSearches), maxSearches)
 			if t.SearchContextSize != "" {
 				ci.searchSize = t.SearchContextSize
 			}
