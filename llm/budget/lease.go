@@ -25,8 +25,9 @@ import (
 // firstLeaseCalls for a chain and doubles, up to maxLeaseCalls, while the chain's leases
 // are used (so that a chain seen once, such as a new end user, pins little). Near the limit, when
 // a lease would not hold two calls, calls are reserved one by one as without leases, and a
-// refused call first waits for this replica's closed leases to give their unused part back
-// and tries once more, so one replica admits exactly what fits.
+// refused call closes this replica's leases on its budgets, waits for them to give their
+// unused part back and tries again, until none holds anything, so one replica admits
+// exactly what fits.
 
 // leaseShare is the largest fraction (1/leaseShare) of a budget's headroom one lease takes.
 const leaseShare = 8
@@ -154,30 +155,32 @@ func (m *Manager) takeLease(ctx context.Context, key string, refs []store.Budget
 }
 
 // reserveAlone reserves r by itself in the store. When leases are on and the store refuses,
-// it waits (at most LeaseFor) for this replica's leases on any of r's budgets to settle and
-// give their unused part back, then tries once more.
+// it closes this replica's leases on any of r's budgets, waits for them to settle and give
+// their unused part back, and tries again, until it is admitted or no such lease holds
+// anything (for at most LeaseFor): a lease other calls opened meanwhile is closed in turn.
+// So a call is refused only when this replica's leases hold nothing it could have had.
 func (m *Manager) reserveAlone(ctx context.Context, r *Reservation) error {
 	err := m.storeReserve(ctx, r)
 	var ee *ExceededError
 	if m.cfg.LeaseFor <= 0 || !errors.As(err, &ee) {
 		return err
 	}
-	pending := m.closeSharing(r.Refs)
-	if len(pending) == 0 {
-		return err
-	}
-	held := pending[:0]
-	for _, l := range pending {
-		if l.held() { // a lease that holds nothing cannot make room
-			held = append(held, l)
-		}
-	}
 	wctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseFor)
 	defer cancel()
-	if waitSettled(wctx, held) != nil {
-		return err
+	for {
+		var held []*lease
+		for _, l := range m.closeSharing(r.Refs) {
+			if l.held() { // a lease that holds nothing cannot make room
+				held = append(held, l)
+			}
+		}
+		if len(held) == 0 || waitSettled(wctx, held) != nil {
+			return err
+		}
+		if err = m.storeReserve(ctx, r); !errors.As(err, &ee) {
+			return err
+		}
 	}
-	return m.storeReserve(ctx, r)
 }
 
 // waitSettled waits until every lease in leases has settled, or ctx ends.
