@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -236,9 +237,23 @@ func TestReplicaPicksUpRegistration(t *testing.T) {
 	if r := a.admin(t, "POST", "/v1/mcp/server", map[string]any{"server_name": "shared", "url": up}); r.status != 201 {
 		t.Fatalf("register: %d %s", r.status, r.body)
 	}
-	waitFor(t, "replica b to serve the new server", func() bool { return b.reg.Load().byName["shared"] != nil })
 	bs := httptest.NewServer(b.Handler())
 	t.Cleanup(bs.Close)
+	// The registry (what the management API shows) is stored before the federation routes
+	// the server: wait for the route itself.
+	waitFor(t, "replica b to serve the new server", func() bool {
+		req, _ := http.NewRequest(http.MethodPost, bs.URL+"/mcp/shared", strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}`))
+		req.Header.Set("Authorization", "Bearer "+testMasterKey)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	c := dialMCP(t, bs.URL+"/mcp/shared", false, map[string]string{"Authorization": "Bearer " + testMasterKey})
 	if diff := cmp.Diff([]string{"echo"}, toolNamesOf(t, c)); diff != "" {
 		t.Errorf("tools on replica b (-want +got):\n%s", diff)
