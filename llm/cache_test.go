@@ -1,6 +1,7 @@
 package llm_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/toolgate/toolgate/llm"
@@ -58,6 +59,17 @@ func TestPromptCachePriced(t *testing.T) {
 		if l := logs[len(logs)-1-i]; !approx(l.Spend, c.want) {
 			t.Errorf("%s (model %v, stream %v): charged %v, want %v", c.path, c.body["model"], c.body["stream"], l.Spend, c.want)
 		}
+	}
+	// The spend rows say how much of the prompt the cache served.
+	var meta struct {
+		CacheRead     int64 `json:"cache_read_input_tokens"`
+		CacheCreation int64 `json:"cache_creation_input_tokens"`
+	}
+	if err := json.Unmarshal(logs[len(logs)-1].Metadata, &meta); err != nil || meta.CacheRead != 1000 || meta.CacheCreation != 100 {
+		t.Errorf("Anthropic row metadata %s, want 1000 cache reads and 100 writes", logs[len(logs)-1].Metadata)
+	}
+	if err := json.Unmarshal(logs[0].Metadata, &meta); err != nil || meta.CacheRead != 8 {
+		t.Errorf("OpenAI row metadata %s, want 8 cache reads", logs[0].Metadata)
 	}
 }
 

@@ -1,6 +1,7 @@
 package llm_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/toolgate/toolgate/llm"
@@ -51,6 +52,12 @@ func TestWebSearchCharged(t *testing.T) {
 			t.Errorf("%s call charged %v, want %v", l.CallType, l.Spend, want[i])
 		}
 		total += want[i]
+	}
+	var meta struct {
+		Searches int64 `json:"web_search_requests"`
+	}
+	if err := json.Unmarshal(logs[3].Metadata, &meta); err != nil || meta.Searches != 3 {
+		t.Errorf("spend row metadata %s, want web_search_requests 3", logs[3].Metadata)
 	}
 	if b := h.budget(store.BudgetKey, "key1"); !approx(b.Spend, total) || b.Reserved != 0 {
 		t.Errorf("key spend %v reserved %v, want %v and nothing held", b.Spend, b.Reserved, total)

@@ -826,16 +826,31 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
 	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
 	logRow.Metadata = callMeta(d, ci.model, ci.stream)
+	if u.CacheReadTokens > 0 || u.CacheWriteTokens > 0 || u.CacheWrite1hTokens > 0 || u.WebSearches > 0 {
+		logRow.Metadata = usageMeta(d, ci.model, ci.stream, u)
+	}
 	s.writeLog(ctx, logRow)
 	return nil
 }
 
-// callMetadata is a spend log row's metadata for an LLM call.
+// callMetadata is a spend log row's metadata for an LLM call: which deployment answered,
+// and the parts of its usage priced apart, when there are any.
 type callMetadata struct {
 	Deployment string `json:"deployment"`
 	ModelGroup string `json:"model_group"`
 	ModelID    string `json:"model_id"`
 	Stream     bool   `json:"stream"`
+
+	CacheReadTokens     int64 `json:"cache_read_input_tokens,omitempty"`
+	CacheCreationTokens int64 `json:"cache_creation_input_tokens,omitempty"`
+	WebSearches         int64 `json:"web_search_requests,omitempty"`
+}
+
+// usageMeta is callMeta with u's cache and web search counts.
+func usageMeta(d *Deployment, group string, stream bool, u Usage) []byte {
+	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream,
+		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches})
+	return b
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
