@@ -38,8 +38,8 @@ type Usage struct {
 	ImageInputTokens int64 `json:"-"`
 }
 
-// valid is u with any negative count (a provider's bug, or one that would credit a budget)
-// read as zero.
+// valid is u with any negative count (a provider's bug, which would show as negative spend)
+// read as zero, and its cached and image parts no larger than the prompt.
 func (u Usage) valid() Usage {
 	u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
 	u.TotalTokens, u.WebSearches = max(u.TotalTokens, 0), max(u.WebSearches, 0)

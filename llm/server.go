@@ -2,9 +2,6 @@ package llm
 
 import (
 	"bytes"
-	"net/url"
-	"slices"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +10,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -215,8 +214,7 @@ func callMeta(d *Deployment, group string, stream bool) []byte {
 		}
 		return d.logMeta[0]
 	}
-	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream})
-	return b
+	return usageMeta(d, group, stream, Usage{})
 }
 
 // Start loads API-added models and keeps re-reading them every ModelRefresh until Close.
@@ -561,6 +559,9 @@ func scalarText(v json.RawMessage) string {
 // (Anthropic refuses fields it does not know). It is nil when there is no user_id.
 func anthropicMetadata(body *reqBody) json.RawMessage {
 	uid := gatewayMeta(body.get("metadata")).UserID
+	if len(uid) == 0 {
+		return nil
+	}
 	var s string
 	if json.Unmarshal(uid, &s) != nil {
 		return nil
@@ -846,7 +847,7 @@ type callMetadata struct {
 	WebSearches         int64 `json:"web_search_requests,omitempty"`
 }
 
-// usageMeta is callMeta with u's cache and web search counts.
+// usageMeta is callMeta with u's cache and web search counts (none: callMeta's own).
 func usageMeta(d *Deployment, group string, stream bool, u Usage) []byte {
 	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream,
 		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches})
