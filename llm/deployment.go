@@ -90,6 +90,8 @@ type Deployment struct {
 	logMeta   [2][]byte       // spend log metadata for a call to ModelName, not streamed and streamed
 	direct    bool            // reachable without a proxy: non-streaming calls may use fasthttp
 
+	searchWarned atomic.Bool // the log has said once that its web searches cost nothing
+
 	inflight  atomic.Int64
 	latency   atomic.Int64 // EWMA of successful call latency, ns; 0: none yet
 	fails     atomic.Int64 // consecutive failures

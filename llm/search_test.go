@@ -1,7 +1,11 @@
 package llm_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/toolgate/toolgate/llm"
@@ -87,4 +91,42 @@ func TestWebSearchReserved(t *testing.T) {
 	if resp, body := h.post("/v1/messages", messagesBody("tools", tools)); resp.StatusCode != 200 {
 		t.Errorf("with 1 search: %d %s, want it admitted", resp.StatusCode, body)
 	}
+}
+
+// TestUnpricedSearchesWarned: web searches on a model with no search price cost nothing,
+// and the log says so, once per deployment, naming the setting that prices them.
+func TestUnpricedSearchesWarned(t *testing.T) {
+	an := newFakeAnthropic(t)
+	an.searches = 2
+	var logs lockedBuffer
+	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
+		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude}, logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	tools := []any{map[string]any{"type": "web_search_20250305", "name": "web_search"}}
+	for range 2 {
+		if resp, body := h.post("/v1/messages", messagesBody("tools", tools)); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	}
+	if n := strings.Count(logs.String(), "search_context_cost_per_query"); n != 1 {
+		t.Errorf("warnings naming search_context_cost_per_query: %d, want 1:\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines and the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

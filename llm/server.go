@@ -817,6 +817,10 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	tokens = u.TotalTokens
 	spend := cost(d, kind, ci, u, images)
+	if u.WebSearches > 0 && d.Price.SearchCost(ci.searchSize) == 0 && d.searchWarned.CompareAndSwap(false, true) {
+		s.log.Warn("web searches on this model are not charged: it has no search price; set model_info.search_context_cost_per_query",
+			"model", d.ModelName, "model_id", d.ID)
+	}
 	at.record(u, spend, status == "success")
 	at.finish(tokens, status == "success")
 	if res != nil {

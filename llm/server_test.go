@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -49,6 +50,7 @@ type harnessOpts struct {
 	leaseFor   time.Duration                 // budget leases; default: off
 	spendEvery time.Duration                 // spend log interval; default: 5 ms
 	tracer     trace.TracerProvider          // traces provider calls; a caller's traceparent is continued
+	logger     *slog.Logger
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -81,7 +83,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := llm.Config{Models: o.models, Router: o.router, Budget: m, SpendLog: h.spend, SpendReader: rd, TracerProvider: o.tracer}
+	cfg := llm.Config{Models: o.models, Router: o.router, Budget: m, SpendLog: h.spend, SpendReader: rd, TracerProvider: o.tracer, Logger: o.logger}
 	if o.modelStore != nil {
 		cfg.ModelStore = o.modelStore
 		cfg.Sealer = testSealer(t)
