@@ -37,6 +37,11 @@ type Price struct {
 	// SearchCostPerQuery prices a provider-run web search by search_context_size
 	// ("search_context_size_low", "_medium", "_high"), as LiteLLM's map has it.
 	SearchCostPerQuery map[string]float64 `json:"search_context_cost_per_query"`
+	// Hosted tools of the Responses API: a code interpreter container, and a thousand
+	// file_search calls. A deployment whose model has no container price takes its
+	// provider's ("openai/container" in the map).
+	CodeInterpreterCostPerSession float64 `json:"code_interpreter_cost_per_session"`
+	FileSearchCostPer1kCalls      float64 `json:"file_search_cost_per_1k_calls"`
 	// Prompt-cache prices: tokens read from the provider's cache, and written to it (for
 	// Anthropic's one-hour cache, CacheWrite1hCostPerToken). Unset, such tokens cost the
 	// input price.
@@ -181,6 +186,11 @@ func (p Price) For(promptTokens int64, tier string) Price {
 		}
 	}
 	return out
+}
+
+// HostedToolCost is the price of u's file searches and code interpreter containers.
+func (p Price) HostedToolCost(u Usage) float64 {
+	return float64(u.FileSearches)*p.FileSearchCostPer1kCalls/1000 + float64(u.CodeSessions)*p.CodeInterpreterCostPerSession
 }
 
 // SearchCost is the price of one provider-run web search at size ("low", "medium" or
@@ -366,7 +376,8 @@ func (p Price) withOverrides(fields map[string]any) (Price, error) {
 	for _, k := range []string{"mode", "input_cost_per_token", "output_cost_per_token", "input_cost_per_image",
 		"output_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "search_context_cost_per_query",
 		"cache_read_input_token_cost", "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr",
-		"input_cost_per_image_token", "output_cost_per_image_token"} {
+		"input_cost_per_image_token", "output_cost_per_image_token", "code_interpreter_cost_per_session",
+		"file_search_cost_per_1k_calls"} {
 		if v, ok := fields[k]; ok && v != nil {
 			over[k] = v
 		}

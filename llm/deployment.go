@@ -90,7 +90,7 @@ type Deployment struct {
 	logMeta   [2][]byte       // spend log metadata for a call to ModelName, not streamed and streamed
 	direct    bool            // reachable without a proxy: non-streaming calls may use fasthttp
 
-	searchWarned atomic.Bool // the log has said once that its web searches cost nothing
+	searchWarned atomic.Bool // the log has said once that its provider-run tools cost nothing
 
 	inflight  atomic.Int64
 	latency   atomic.Int64 // EWMA of successful call latency, ns; 0: none yet
@@ -171,6 +171,11 @@ func newDeployment(mc ModelConfig, costs *CostMap, env Env) (*Deployment, error)
 	}
 	names := []string{str(mc.ModelInfo["base_model"]), model, d.Model}
 	d.Price, d.Priced = costs.Lookup(names...)
+	if d.Price.CodeInterpreterCostPerSession == 0 { // the provider's container price ("openai/container")
+		if c, ok := costs.Lookup(d.Provider + "/container"); ok {
+			d.Price.CodeInterpreterCostPerSession = c.CodeInterpreterCostPerSession
+		}
+	}
 	if d.Price, err = d.Price.withOverrides(p); err != nil {
 		return nil, fmt.Errorf("model %s: %w", mc.ModelName, err)
 	}

@@ -33,8 +33,10 @@ type fakeOpenAI struct {
 	// "cut" for none (the connection closes), or another event type such as
 	// response.failed.
 	respEnd string
-	// searchCalls is how many web_search_call items a Responses API answer has.
+	// searchCalls is how many web_search_call items a Responses API answer has, and
+	// extraItems more output items before its message (JSON, each followed by a comma).
 	searchCalls int
+	extraItems  string
 	// cached is how many of the 12 prompt tokens the usage reports as read from the cache.
 	cached int64
 	// imageUsage, when set, is the usage of an image answer (token-priced image models).
@@ -159,7 +161,7 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 
 // responsesAnswer is the fake's Responses API answer (12 input tokens, f.completion output).
 func (f *fakeOpenAI) responsesAnswer(model, status string) string {
-	searches := strings.Repeat(`{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"q"}},`, f.searchCalls)
+	searches := strings.Repeat(`{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"q"}},`, f.searchCalls) + f.extraItems
 	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":`+strconv.FormatInt(f.cached, 10)+`},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
 		status, model, f.completion, 12+f.completion)
 }

@@ -120,7 +120,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 	} else {
 		r.usage = usageOf(out)
 		if kind == callResponses {
-			r.usage.WebSearches = responseSearches(out)
+			responseTools(&r.usage, out)
 		}
 	}
 	return r, nil

@@ -28,6 +28,10 @@ type Usage struct {
 	// WebSearches counts the web searches the provider ran for the call (Anthropic's
 	// server_tool_use, the Responses API's web_search_call items), charged per search.
 	WebSearches int64 `json:"-"`
+	// FileSearches and CodeSessions count the Responses API's file_search calls and code
+	// interpreter containers, charged per call and per container.
+	FileSearches int64 `json:"-"`
+	CodeSessions int64 `json:"-"`
 	// Prompt tokens read from the provider's prompt cache and written to it (for five
 	// minutes, or for an hour), part of PromptTokens and priced apart.
 	CacheReadTokens    int64 `json:"-"`
@@ -43,6 +47,7 @@ type Usage struct {
 func (u Usage) valid() Usage {
 	u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
 	u.TotalTokens, u.WebSearches = max(u.TotalTokens, 0), max(u.WebSearches, 0)
+	u.FileSearches, u.CodeSessions = max(u.FileSearches, 0), max(u.CodeSessions, 0)
 	u.CacheReadTokens = min(max(u.CacheReadTokens, 0), u.PromptTokens) // part of the prompt: never more
 	u.CacheWriteTokens = min(max(u.CacheWriteTokens, 0), u.PromptTokens-u.CacheReadTokens)
 	u.CacheWrite1hTokens = min(max(u.CacheWrite1hTokens, 0), u.PromptTokens-u.CacheReadTokens-u.CacheWriteTokens)

@@ -42,30 +42,40 @@ type responsesEvent struct {
 
 // responseItem is the part of a response's output item read here.
 type responseItem struct {
-	Type string `json:"type"`
+	Type        string `json:"type"`
+	ContainerID string `json:"container_id"`
 }
 
-// webSearches counts the web searches the provider ran for a response.
-func webSearches(items []responseItem) int64 {
-	var n int64
+// hostedTools puts in u the provider-run tool calls of a response's output, which are
+// billed apart from tokens: web searches, file searches, and code interpreter containers
+// (billed per container, however many calls ran in it).
+func hostedTools(u *Usage, items []responseItem) {
+	containers := map[string]bool{}
 	for _, it := range items {
-		if it.Type == "web_search_call" {
-			n++
+		switch it.Type {
+		case "web_search_call":
+			u.WebSearches++
+		case "file_search_call":
+			u.FileSearches++
+		case "code_interpreter_call":
+			if !containers[it.ContainerID] {
+				containers[it.ContainerID] = true
+				u.CodeSessions++
+			}
 		}
 	}
-	return n
 }
 
-// responseSearches counts the web searches of a Responses API answer's body.
-func responseSearches(body []byte) int64 {
-	if !bytes.Contains(body, []byte(`"web_search_call"`)) {
-		return 0 // the common case, without decoding the answer
+// responseTools puts in u the provider-run tool calls of a Responses API answer's body.
+func responseTools(u *Usage, body []byte) {
+	if !bytes.Contains(body, []byte(`_call"`)) {
+		return // the common case, without decoding the answer
 	}
 	var v struct {
 		Output []responseItem `json:"output"`
 	}
 	_ = json.Unmarshal(body, &v)
-	return webSearches(v.Output)
+	hostedTools(u, v.Output)
 }
 
 func (s *responsesStream) next() ([]byte, error) {
@@ -98,7 +108,7 @@ func (s *responsesStream) next() ([]byte, error) {
 			}
 		}
 		if ev.Response != nil {
-			s.got.WebSearches = webSearches(ev.Response.Output)
+			hostedTools(&s.got, ev.Response.Output)
 		}
 	}
 	s.buf = appendEvent(s.buf[:0], typ, data)

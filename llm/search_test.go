@@ -130,3 +130,41 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestHostedToolsCharged: the Responses API's file searches are charged per call at
+// file_search_cost_per_1k_calls, and its code interpreter per container (however many
+// calls ran in it) at the provider's container price from the map, and the spend row
+// counts both; a model with no file search price charges nothing for them and says so.
+func TestHostedToolsCharged(t *testing.T) {
+	oa := newFakeOpenAI(t)
+	oa.extraItems = `{"type":"file_search_call","id":"fs_1","status":"completed","queries":["q"]},` +
+		`{"type":"file_search_call","id":"fs_2","status":"completed","queries":["q"]},` +
+		`{"type":"code_interpreter_call","id":"ci_1","status":"completed","container_id":"cntr_1","code":"1+1"},` +
+		`{"type":"code_interpreter_call","id":"ci_2","status":"completed","container_id":"cntr_1","code":"2+2"},` +
+		`{"type":"code_interpreter_call","id":"ci_3","status":"completed","container_id":"cntr_2","code":"3+3"},`
+	var logs lockedBuffer
+	h := newHarness(t, harnessOpts{logger: slog.New(slog.NewTextHandler(&logs, nil)), models: []llm.ModelConfig{
+		model("gpt", oa.URL, map[string]any{"file_search_cost_per_1k_calls": 2.5}), model("gpt-nofs", oa.URL, nil)}})
+	tools := []any{map[string]any{"type": "file_search", "vector_store_ids": []any{"vs_1"}}, map[string]any{"type": "code_interpreter", "container": map[string]any{"type": "auto"}}}
+	for _, m := range []string{"gpt", "gpt-nofs"} {
+		if resp, body := h.post("/v1/responses", map[string]any{"model": m, "input": "hi", "tools": tools}); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	h.flush()
+	logRows := h.logs() // newest first
+	// 7 in tokens, 2 file searches at 2.5 a thousand, 2 containers at the map's 0.03.
+	if !approx(logRows[1].Spend, 7+2*0.0025+2*0.03) || !approx(logRows[0].Spend, 7+2*0.03) {
+		t.Errorf("charged %v and %v, want %v and %v", logRows[1].Spend, logRows[0].Spend, 7+2*0.0025+2*0.03, 7+2*0.03)
+	}
+	var meta struct {
+		FileSearches int64 `json:"file_search_calls"`
+		Sessions     int64 `json:"code_interpreter_sessions"`
+	}
+	if err := json.Unmarshal(logRows[1].Metadata, &meta); err != nil || meta.FileSearches != 2 || meta.Sessions != 2 {
+		t.Errorf("spend row metadata %s, want 2 file searches and 2 containers", logRows[1].Metadata)
+	}
+	if n := strings.Count(logs.String(), "file_search_cost_per_1k_calls"); n != 1 {
+		t.Errorf("warnings naming file_search_cost_per_1k_calls: %d, want 1:\n%s", n, logs.String())
+	}
+}

@@ -366,6 +366,9 @@ type callInfo struct {
 	searches   int64
 	searchSize string
 	chatSearch bool
+	// The Responses API's hosted file search calls and code interpreter containers a call
+	// may use, reserved like searches.
+	fileSearches, codeSessions int64
 	// serviceTier is the tier an OpenAI call asked for ("priority" or "flex"), priced at
 	// its own rates; "" for the standard tier.
 	serviceTier string
@@ -427,7 +430,7 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 			return nil, badRequest("tags", "tags must be a list of strings")
 		}
 	}
-	if err := ci.webSearch(body, kind); err != nil {
+	if err := ci.providerTools(body, kind); err != nil {
 		return nil, err
 	}
 	if kind != callMessages { // Anthropic's service_tier chooses capacity, not a price
@@ -451,10 +454,12 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 // max_uses can ask to reserve (a hostile value must not overflow the count).
 const searchesReserved, maxSearches = 5, 1000
 
-// webSearch notes the web searches a call may have the provider run, each charged at the
-// model's search_context_cost_per_query: chat completions' web_search_options (one search),
-// Anthropic's web_search tools (max_uses each), the Responses API's web_search tools.
-func (ci *callInfo) webSearch(body *reqBody, kind string) error {
+// providerTools notes the tool calls a call may have the provider run, which are charged
+// apart from tokens: web searches, at the model's search_context_cost_per_query (chat
+// completions' web_search_options, one search; Anthropic's web_search tools, max_uses
+// each; the Responses API's web_search tools), and the Responses API's file searches and
+// code interpreter containers.
+func (ci *callInfo) providerTools(body *reqBody, kind string) error {
 	type searchTool struct {
 		Type              string `json:"type"`
 		MaxUses           int64  `json:"max_uses"`
@@ -471,15 +476,23 @@ func (ci *callInfo) webSearch(body *reqBody, kind string) error {
 		}
 	case callMessages, callResponses:
 		v := body.get("tools")
-		if !bytes.Contains(v, []byte("web_search")) {
-			return nil
+		if !bytes.Contains(v, []byte("web_search")) && (kind != callResponses ||
+			!bytes.Contains(v, []byte("file_search")) && !bytes.Contains(v, []byte("code_interpreter"))) {
+			return nil // the common case, without decoding a long tool list
 		}
 		var tools []searchTool
 		if err := json.Unmarshal(v, &tools); err != nil {
 			return badRequest("tools", "tools must be a list of tools")
 		}
 		for _, t := range tools {
-			if !strings.HasPrefix(t.Type, "web_search") {
+			switch {
+			case kind == callResponses && t.Type == "file_search":
+				ci.fileSearches = searchesReserved
+				continue
+			case kind == callResponses && t.Type == "code_interpreter":
+				ci.codeSessions = 1
+				continue
+			case !strings.HasPrefix(t.Type, "web_search"):
 				continue
 			}
 			n := t.MaxUses
@@ -611,7 +624,7 @@ func (s *Server) estimate(model, kind string, ci *callInfo) float64 {
 			// n choices each produce up to the allowance.
 			p := d.Price.For(ci.prompt, ci.serviceTier)
 			e = p.ChatReserve(ci.prompt, ci.maxTokens) + float64(ci.n-1)*float64(p.OutputAllowance(ci.maxTokens))*p.OutputCostPerToken +
-				float64(ci.searches)*d.Price.SearchCost(ci.searchSize)
+				float64(ci.searches)*d.Price.SearchCost(ci.searchSize) + d.Price.HostedToolCost(Usage{FileSearches: ci.fileSearches, CodeSessions: ci.codeSessions})
 		}
 		best = max(best, e)
 	}
@@ -632,7 +645,8 @@ func cost(d *Deployment, kind string, ci *callInfo, u Usage, images int) float64
 		}
 		return d.Price.ImageCost(images)
 	}
-	return d.Price.For(u.PromptTokens, ci.serviceTier).UsageCost(u) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize)
+	return d.Price.For(u.PromptTokens, ci.serviceTier).UsageCost(u) + float64(u.WebSearches)*d.Price.SearchCost(ci.searchSize) +
+		d.Price.HostedToolCost(u)
 }
 
 // readBody reads a JSON body, or for image edits also a multipart/form-data one (the
@@ -817,10 +831,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	tokens = u.TotalTokens
 	spend := cost(d, kind, ci, u, images)
-	if u.WebSearches > 0 && d.Price.SearchCost(ci.searchSize) == 0 && d.searchWarned.CompareAndSwap(false, true) {
-		s.log.Warn("web searches on this model are not charged: it has no search price; set model_info.search_context_cost_per_query",
-			"model", d.ModelName, "model_id", d.ID)
-	}
+	s.warnUnpriced(d, ci, u)
 	at.record(u, spend, status == "success")
 	at.finish(tokens, status == "success")
 	if res != nil {
@@ -831,11 +842,30 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
 	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
 	logRow.Metadata = callMeta(d, ci.model, ci.stream)
-	if u.CacheReadTokens > 0 || u.CacheWriteTokens > 0 || u.CacheWrite1hTokens > 0 || u.WebSearches > 0 {
+	if u.CacheReadTokens > 0 || u.CacheWriteTokens > 0 || u.CacheWrite1hTokens > 0 || u.WebSearches > 0 || u.FileSearches > 0 || u.CodeSessions > 0 {
 		logRow.Metadata = usageMeta(d, ci.model, ci.stream, u)
 	}
 	s.writeLog(ctx, logRow)
 	return nil
+}
+
+// warnUnpriced says once per deployment that the provider-run tools of u cost nothing
+// there, naming the model_info setting that would price them.
+func (s *Server) warnUnpriced(d *Deployment, ci *callInfo, u Usage) {
+	var unpriced []string
+	if u.WebSearches > 0 && d.Price.SearchCost(ci.searchSize) == 0 {
+		unpriced = append(unpriced, "search_context_cost_per_query")
+	}
+	if u.FileSearches > 0 && d.Price.FileSearchCostPer1kCalls == 0 {
+		unpriced = append(unpriced, "file_search_cost_per_1k_calls")
+	}
+	if u.CodeSessions > 0 && d.Price.CodeInterpreterCostPerSession == 0 {
+		unpriced = append(unpriced, "code_interpreter_cost_per_session")
+	}
+	if len(unpriced) > 0 && d.searchWarned.CompareAndSwap(false, true) {
+		s.log.Warn("provider-run tools on this model are not charged: it has no price for them; set model_info."+strings.Join(unpriced, ", model_info."),
+			"model", d.ModelName, "model_id", d.ID)
+	}
 }
 
 // callMetadata is a spend log row's metadata for an LLM call: which deployment answered,
@@ -849,12 +879,15 @@ type callMetadata struct {
 	CacheReadTokens     int64 `json:"cache_read_input_tokens,omitempty"`
 	CacheCreationTokens int64 `json:"cache_creation_input_tokens,omitempty"`
 	WebSearches         int64 `json:"web_search_requests,omitempty"`
+	FileSearches        int64 `json:"file_search_calls,omitempty"`
+	CodeSessions        int64 `json:"code_interpreter_sessions,omitempty"`
 }
 
 // usageMeta is callMeta with u's cache and web search counts (none: callMeta's own).
 func usageMeta(d *Deployment, group string, stream bool, u Usage) []byte {
 	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream,
-		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches})
+		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches,
+		FileSearches: u.FileSearches, CodeSessions: u.CodeSessions})
 	return b
 }
 
