@@ -129,6 +129,11 @@ type sdkRun struct {
 		Usage  map[string]any
 		Events int
 	}
+	BridgedStream struct { // a streamed response from an Anthropic model, translated
+		Text  string
+		Usage map[string]any
+		Types []string
+	}
 	Models  []string
 	Calls   int
 	Refused *struct {
@@ -141,15 +146,20 @@ type sdkRun struct {
 
 // TestOpenAISDK is the LLM half of the "switch by changing a URL" promise, with OpenAI's
 // official JavaScript SDK: through a virtual key with a budget, a chat completion with
-// tools, a streamed one with usage, a response and a streamed one (the Responses API), an
-// embedding in the SDK's default base64 encoding and the model list all work; each call's spend reaches the key; and when the budget runs
+// tools, a streamed one with usage, a response and a streamed one (the Responses API), a
+// streamed response from an Anthropic model (translated), an embedding in the SDK's
+// default base64 encoding and the model list all work; each call's spend reaches the key; and when the budget runs
 // out the SDK raises an APIError carrying budget_exceeded, with nothing charged for it.
 func TestOpenAISDK(t *testing.T) {
 	n := requireNode(t)
 	fake := &fakeOpenAI{}
 	up := httptest.NewServer(fake)
 	defer up.Close()
+	claude := httptest.NewServer(&fakeClaude{})
+	defer claude.Close()
 	models := []map[string]any{
+		{"model_name": "claude", "litellm_params": map[string]any{"model": "anthropic/claude-fake", "api_base": claude.URL, "api_key": "sk-ant-secret"},
+			"model_info": map[string]any{"input_cost_per_token": 0.0001, "output_cost_per_token": 0.0002}},
 		{"model_name": "gpt", "litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": up.URL, "api_key": "sk-provider-secret"},
 			"model_info": map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002, "max_output_tokens": 64}},
 		{"model_name": "emb", "litellm_params": map[string]any{"model": "openai/text-embed", "api_base": up.URL, "api_key": "sk-provider-secret"},
@@ -158,8 +168,9 @@ func TestOpenAISDK(t *testing.T) {
 	g := startLLMGateway(t, models...)
 
 	// Chat: 12 × 0.001 + 8 × 0.002 = 0.028; stream: 12 × 0.001 + 4 × 0.002 = 0.020;
-	// embedding: 2 × 0.001 = 0.002; a response and a streamed one as the chats. A budget of
-	// 0.2 leaves room for a few more chats.
+	// embedding: 2 × 0.001 = 0.002; a response and a streamed one as the chats; a streamed
+	// response from the Anthropic model: 100 × 0.0001 + 10 × 0.0002 = 0.012. A budget of 0.2
+	// leaves room for a few more chats.
 	const budget = 0.2
 	out := g.api(t, http.MethodPost, "/key/generate", map[string]any{"key_alias": "sdk", "max_budget": budget})
 	vkey, _ := out["key"].(string)
@@ -192,8 +203,12 @@ func TestOpenAISDK(t *testing.T) {
 	if run.ResponsesStream.Text != "hello from the stream" || run.ResponsesStream.Usage["output_tokens"] != 4.0 || run.ResponsesStream.Events != 6 {
 		t.Errorf("streamed response: got %+v, want the four words, all 6 events and the final usage", run.ResponsesStream)
 	}
-	if strings.Join(run.Models, ",") != "emb,gpt" {
-		t.Errorf("models: got %v, want [emb gpt]", run.Models)
+	if b := run.BridgedStream; b.Text != "ok" || b.Usage["output_tokens"] != 10.0 || len(b.Types) == 0 ||
+		b.Types[0] != "response.created" || b.Types[len(b.Types)-1] != "response.completed" {
+		t.Errorf("streamed response from the Anthropic model: got %+v, want its answer, usage and the Responses API's events", b)
+	}
+	if strings.Join(run.Models, ",") != "claude,emb,gpt" {
+		t.Errorf("models: got %v, want [claude emb gpt]", run.Models)
 	}
 	if run.Refused == nil || run.Refused.Status != 400 || run.Refused.Type != "budget_exceeded" ||
 		!strings.Contains(strings.ToLower(run.Refused.Message), "budget") {
@@ -217,7 +232,7 @@ func TestOpenAISDK(t *testing.T) {
 	}
 
 	// Every admitted call is charged to the key, and the refused one is not.
-	want := 0.028 + 0.020 + 0.002 + 0.028 + 0.020 + float64(run.Calls)*0.028
+	want := 0.028 + 0.020 + 0.002 + 0.028 + 0.020 + 0.012 + float64(run.Calls)*0.028
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		info := g.api(t, http.MethodGet, "/key/info?key="+vkey, nil)

@@ -39,3 +39,37 @@ func FuzzMessagesToChat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResponsesToChat: any Responses API body is either refused with a request error or
+// becomes a chat completion body with a list of messages, with no panic on the way.
+func FuzzResponsesToChat(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","input":"hi","instructions":"be brief","max_output_tokens":5}`,
+		`{"input":[{"role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_image","image_url":"http://x"}]},{"type":"function_call","call_id":"c","name":"n","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"r"}]}],"tools":[{"type":"function","name":"n","parameters":null}],"tool_choice":"required","stream":true}`,
+		`{"input":[{"type":"function_call","call_id":"c"},{"type":"reasoning"},{"role":"developer","content":"x"}],"tool_choice":{"type":"function","name":"n"}}`,
+		`{"input":[],"text":{"format":{"type":"text"}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := parseBody(b)
+		if err != nil {
+			return
+		}
+		out, err := responsesToChat(body)
+		if err != nil {
+			var re *requestError
+			if !errors.As(err, &re) || re.status != 400 {
+				t.Fatalf("error %v is not a 400 request error", err)
+			}
+			return
+		}
+		enc, _ := out.encode()
+		var c struct {
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if err := json.Unmarshal(enc, &c); err != nil || len(c.Messages) == 0 {
+			t.Fatalf("translated body %s: %v", enc, err)
+		}
+	})
+}

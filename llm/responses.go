@@ -8,15 +8,10 @@ import (
 )
 
 // OpenAI's Responses API (/v1/responses) passes through to OpenAI-compatible deployments:
-// the body with only model renamed, the answer byte for byte, a stream event for event.
+// the body with only model renamed, the answer byte for byte, a stream event for event
+// (anthropic/* deployments get it translated: responses_bridge.go).
 // Usage is read from the answer, or from a stream's last event (response.completed,
 // response.incomplete or response.failed), and charged as for chat.
-
-// serves reports whether d can answer a call of kind: every deployment but an anthropic/*
-// one for the Responses API (the Messages API is translated for the others).
-func (d *Deployment) serves(kind string) bool {
-	return kind != callResponses || d.Provider != "anthropic"
-}
 
 // responsesStream passes a Responses API event stream through, noting the usage of its
 // final event. A stream that ends before one is cut off.
@@ -126,7 +121,10 @@ func (s *responsesStream) usage() (Usage, bool) {
 func (s *responsesStream) failed() bool { return s.fail }
 
 // errorEvent is the Responses API's error event, which ends a stream cut off here.
-func (s *responsesStream) errorEvent(body errorBody) []byte {
+func (s *responsesStream) errorEvent(body errorBody) []byte { return responsesErrorEvent(body) }
+
+// responsesErrorEvent is the Responses API's error event for body.
+func responsesErrorEvent(body errorBody) []byte {
 	b, _ := json.Marshal(map[string]any{"type": "error", "code": body.Error.Type, "message": body.Error.Message, "param": body.Error.Param})
 	return append(append([]byte("event: error\ndata: "), b...), "\n\n"...)
 }

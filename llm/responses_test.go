@@ -93,21 +93,28 @@ func TestResponsesStream(t *testing.T) {
 	}
 }
 
-// TestResponsesRefusals: a background response (whose cost the gateway could not charge)
-// and a model with no OpenAI-compatible deployment are refused before anything is spent.
+// TestResponsesRefusals: a background response, whose cost would come after the call, is
+// refused before anything is spent; so is what a translated model cannot carry.
 func TestResponsesRefusals(t *testing.T) {
 	up := newFakeOpenAI(t)
 	an := newFakeAnthropic(t)
 	claude := llm.ModelConfig{ModelName: "claude", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant"},
 		ModelInfo: map[string]any{"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}
 	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil), claude}})
-	resp, body := h.post("/v1/responses", map[string]any{"model": "gpt", "input": "hi", "background": true})
-	if typ, param, _, _ := errorOf(t, body); resp.StatusCode != 400 || param != "background" || typ != "invalid_request_error" {
-		t.Errorf("background: %d %s, want 400 naming background", resp.StatusCode, body)
-	}
-	resp, body = h.post("/v1/responses", map[string]any{"model": "claude", "input": "hi"})
-	if _, param, msg, _ := errorOf(t, body); resp.StatusCode != 400 || param != "model" || !strings.Contains(msg, "no deployment that serves this API") {
-		t.Errorf("Anthropic model: %d %s, want 400 saying it has no deployment for this API", resp.StatusCode, body)
+	for _, tc := range []struct {
+		name, param string
+		body        map[string]any
+	}{
+		{"background", "background", map[string]any{"model": "gpt", "input": "hi", "background": true}},
+		{"hosted tool on a translated model", "tools", map[string]any{"model": "claude", "input": "hi", "tools": []any{map[string]any{"type": "web_search"}}}},
+		{"stored state on a translated model", "previous_response_id", map[string]any{"model": "claude", "input": "hi", "previous_response_id": "resp_1"}},
+		{"structured output on a translated model", "text", map[string]any{"model": "claude", "input": "hi", "text": map[string]any{"format": map[string]any{"type": "json_schema"}}}},
+		{"a file on a translated model", "input", map[string]any{"model": "claude", "input": []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "input_file", "file_id": "f"}}}}}},
+	} {
+		resp, body := h.post("/v1/responses", tc.body)
+		if typ, param, _, _ := errorOf(t, body); resp.StatusCode != 400 || param != tc.param || typ != "invalid_request_error" {
+			t.Errorf("%s: %d %s, want 400 naming %s", tc.name, resp.StatusCode, body, tc.param)
+		}
 	}
 	if up.calls.Load() != 0 || an.body() != nil {
 		t.Error("a refused call reached a provider")
@@ -129,22 +136,5 @@ func TestAzureResponsesURL(t *testing.T) {
 	}
 	if up.lastPath != "/openai/responses?api-version=2025-04-01-preview" || up.body()["model"] != "my-deploy" || up.lastAuth != "az-secret" {
 		t.Errorf("path %s model %v auth %s", up.lastPath, up.body()["model"], up.lastAuth)
-	}
-}
-
-// TestResponsesMixedGroup: a model with both kinds of deployment answers every Responses API
-// call from its OpenAI-compatible one; the Anthropic one is never tried.
-func TestResponsesMixedGroup(t *testing.T) {
-	up := newFakeOpenAI(t)
-	an := newFakeAnthropic(t)
-	claude := llm.ModelConfig{ModelName: "mix", LiteLLMParams: map[string]any{"model": "anthropic/claude-test", "api_base": an.URL, "api_key": "sk-ant", "weight": 1000}}
-	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{claude, model("mix", up.URL, nil)}})
-	for range 10 {
-		if resp, body := h.post("/v1/responses", map[string]any{"model": "mix", "input": "hi"}); resp.StatusCode != 200 {
-			t.Fatalf("status %d: %s", resp.StatusCode, body)
-		}
-	}
-	if up.calls.Load() != 10 || an.body() != nil {
-		t.Errorf("OpenAI-compatible deployment got %d of 10 calls; Anthropic got %v", up.calls.Load(), an.body())
 	}
 }

@@ -324,11 +324,6 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, ove
 		}
 		known = true
 		tried := map[*Deployment]bool{}
-		for _, d := range ds {
-			if !d.serves(kind) {
-				tried[d] = true // never picked for this call
-			}
-		}
 		for try := 0; try <= r.retries; try++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err

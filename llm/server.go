@@ -702,18 +702,19 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(ds, func(d *Deployment) bool { return d.serves(kind) }) {
-		return badRequest("model", fmt.Sprintf("model %s has no deployment that serves this API (anthropic/* deployments serve chat completions and /v1/messages)", ci.model))
-	}
-	var chatBody *reqBody // /v1/messages as a chat completion, for deployments that speak only that
+	// The request as a chat completion, for deployments that do not speak its API: the
+	// Messages API for OpenAI-compatible ones, the Responses API for anthropic/* ones.
+	var chatBody *reqBody
+	toChat, translated := messagesToChat, func(d *Deployment) bool { return d.Provider != "anthropic" }
 	if kind == callMessages {
 		body.header = r.Header
-		for _, d := range ds {
-			if d.Provider != "anthropic" { // translate now: a request that cannot be is refused before it is charged
-				if chatBody, err = messagesToChat(body); err != nil {
-					return err
-				}
-				break
+	} else if kind == callResponses {
+		toChat, translated = responsesToChat, func(d *Deployment) bool { return d.Provider == "anthropic" }
+	}
+	if kind == callMessages || kind == callResponses {
+		if slices.ContainsFunc(ds, translated) { // now: a request that cannot be is refused before it is charged
+			if chatBody, err = toChat(body); err != nil {
+				return err
 			}
 		}
 	}
@@ -759,10 +760,10 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	var pr *result
 	at, err := s.router.route(ctx, ci.model, kind, ci.stream, override, func(ctx context.Context, d *Deployment) error {
 		m := d.modelField()
-		if kind == callMessages && d.Provider != "anthropic" {
+		if (kind == callMessages || kind == callResponses) && translated(d) {
 			if chatBody == nil { // a fallback to a model the request's own model does not have
 				var err error
-				if chatBody, err = messagesToChat(body); err != nil {
+				if chatBody, err = toChat(body); err != nil {
 					return err
 				}
 			}
@@ -771,7 +772,11 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 			if err != nil {
 				return err
 			}
-			pr, err = chatAsMessages(cr, ci.model)
+			if kind == callResponses {
+				pr, err = chatAsResponse(cr, ci.model)
+			} else {
+				pr, err = chatAsMessages(cr, ci.model)
+			}
 			return err
 		}
 		out.set("model", m)

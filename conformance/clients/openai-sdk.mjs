@@ -62,6 +62,14 @@ try {
     if (ev.type === 'response.completed') out.responsesStream.usage = ev.response.usage;
   }
 
+  const bridged = await client.responses.create({ model: 'claude', input: 'Say hello.', max_output_tokens: 16, stream: true });
+  out.bridgedStream = { text: '', usage: null, types: [] };
+  for await (const ev of bridged) {
+    out.bridgedStream.types.push(ev.type);
+    if (ev.type === 'response.output_text.delta') out.bridgedStream.text += ev.delta;
+    if (ev.type === 'response.completed') out.bridgedStream.usage = ev.response.usage;
+  }
+
   const models = [];
   for await (const m of client.models.list()) models.push(m.id);
   out.models = models.sort();
