@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/toolgate/toolgate/llm/budget"
 )
 
 // The Responses API on models that do not serve it (anthropic/* deployments): the request
@@ -259,7 +261,8 @@ func responseStatus(finish string) string {
 // one, for the caller's model name.
 func chatAsResponse(r *result, model string) (*result, error) {
 	if r.stream != nil {
-		return &result{native: true, stream: &responseEventStream{inner: r.stream, model: model, created: time.Now().Unix()}}, nil
+		id := "resp_" + strings.ReplaceAll(budget.NewID(), "-", "")
+		return &result{native: true, stream: &responseEventStream{inner: r.stream, model: model, id: id, created: time.Now().Unix()}}, nil
 	}
 	var c struct {
 		ID      string `json:"id"`
@@ -296,6 +299,7 @@ func chatAsResponse(r *result, model string) (*result, error) {
 type responseEventStream struct {
 	inner   chunkStream
 	model   string
+	id      string // the response's, unique
 	created int64
 
 	started bool
@@ -319,8 +323,6 @@ func (s *responseEventStream) event(typ string, v map[string]any) {
 	b, _ := json.Marshal(v)
 	s.buf = appendEvent(s.buf, typ, b)
 }
-
-func (s *responseEventStream) id() string { return "resp_toolgate_" + fmt.Sprint(s.created) }
 
 // closeItem finishes the open output item.
 func (s *responseEventStream) closeItem() {
@@ -354,7 +356,7 @@ func (s *responseEventStream) next() ([]byte, error) {
 	s.buf = s.buf[:0]
 	if !s.started {
 		s.started = true
-		r := responseObject(s.id(), s.created, s.model, "in_progress", nil, Usage{})
+		r := responseObject(s.id, s.created, s.model, "in_progress", nil, Usage{})
 		r["usage"] = nil
 		s.event("response.created", map[string]any{"response": r})
 		s.event("response.in_progress", map[string]any{"response": r})
@@ -364,7 +366,7 @@ func (s *responseEventStream) next() ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			s.closeItem()
 			u, _ := s.inner.usage()
-			s.event("response.completed", map[string]any{"response": responseObject(s.id(), s.created, s.model, responseStatus(s.finish), s.output, u)})
+			s.event("response.completed", map[string]any{"response": responseObject(s.id, s.created, s.model, responseStatus(s.finish), s.output, u)})
 			s.finished = true
 			return s.buf, nil
 		}
