@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,6 +50,10 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 	}
 	req, err := toAnthropic(body, stream)
 	if err != nil {
+		var re *requestError
+		if errors.As(err, &re) {
+			return nil, re
+		}
 		return nil, &requestError{status: http.StatusBadRequest, param: "messages", msg: err.Error()}
 	}
 	b, err := json.Marshal(req)
@@ -63,7 +68,7 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 		if err != nil {
 			return nil, err
 		}
-		return &result{stream: &anthropicStream{sseBody: newSSEBody(resp.Body), model: d.ModelName, created: time.Now().Unix()}}, nil
+		return &result{stream: &anthropicStream{sseBody: newSSEBody(resp.Body), model: d.ModelName, created: time.Now().Unix(), jsonMode: req.jsonMode}}, nil
 	}
 	raw, err := p.tr.call(ctx, d, p.endpoint(d), h, "application/json", b)
 	if err != nil {
@@ -73,7 +78,7 @@ func (p *anthropic) do(ctx context.Context, d *Deployment, kind string, body *re
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable Anthropic answer"}
 	}
-	out, u := fromAnthropic(&m, d.ModelName)
+	out, u := fromAnthropic(&m, d.ModelName, req.jsonMode)
 	ob, err := json.Marshal(out)
 	if err != nil {
 		return nil, err
@@ -161,6 +166,54 @@ type anRequest struct {
 	Tools         []anTool        `json:"tools,omitempty"`
 	ToolChoice    map[string]any  `json:"tool_choice,omitempty"`
 	Metadata      map[string]any  `json:"metadata,omitempty"`
+
+	jsonMode bool // response_format asked for JSON: the answer is jsonTool's input
+}
+
+// jsonTool is the tool a chat completion's response_format becomes: the model is made to
+// call it, and its input is the answer's content, as LiteLLM translates it.
+const jsonTool = "json_tool_call"
+
+// jsonFormat turns a chat completion's response_format into r's forced jsonTool. A format
+// that is not JSON leaves r as it is.
+func (r *anRequest) jsonFormat(rf json.RawMessage) error {
+	if len(rf) == 0 || string(rf) == "null" {
+		return nil
+	}
+	var f struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			Schema      json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	}
+	if err := json.Unmarshal(rf, &f); err != nil {
+		return badRequest("response_format", "response_format must be an object with a type")
+	}
+	schema, desc := json.RawMessage(`{"type":"object"}`), "Respond with a JSON object."
+	switch f.Type {
+	case "text", "":
+		return nil
+	case "json_object":
+	case "json_schema":
+		if f.JSONSchema == nil || len(f.JSONSchema.Schema) == 0 {
+			return badRequest("response_format", "response_format json_schema needs json_schema.schema")
+		}
+		schema = f.JSONSchema.Schema
+		if f.JSONSchema.Description != "" {
+			desc = f.JSONSchema.Description
+		}
+	default:
+		return badRequest("response_format", "response_format type "+f.Type+" is not text, json_object or json_schema")
+	}
+	if len(r.Tools) > 0 {
+		return badRequest("response_format", "response_format with tools cannot be served by this model: its JSON answer is itself a forced tool call")
+	}
+	r.Tools = []anTool{{Name: jsonTool, Description: desc, InputSchema: schema}}
+	r.ToolChoice = map[string]any{"type": "tool", "name": jsonTool}
+	r.jsonMode = true
+	return nil
 }
 
 // toAnthropic translates an OpenAI chat request body to a Messages API request.
@@ -263,6 +316,9 @@ func toAnthropic(body *reqBody, stream bool) (*anRequest, error) {
 			r.ToolChoice = map[string]any{"type": "auto"}
 		}
 		r.ToolChoice["disable_parallel_tool_use"] = true
+	}
+	if err := r.jsonFormat(body.get("response_format")); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -421,17 +477,24 @@ type oaCompletion struct {
 	Usage   *Usage     `json:"usage,omitempty"`
 }
 
-// fromAnthropic translates a Messages API answer to a chat completion.
-func fromAnthropic(m *anthropicMessage, model string) (*oaCompletion, Usage) {
+// fromAnthropic translates a Messages API answer to a chat completion. In jsonMode, the
+// forced jsonTool call's input is the content, and the answer ends as a plain one does.
+func fromAnthropic(m *anthropicMessage, model string, jsonMode bool) (*oaCompletion, Usage) {
 	var text strings.Builder
 	msg := &oaOutMessage{Role: "assistant"}
 	for _, b := range m.Content {
-		switch b.Type {
-		case "text":
+		switch {
+		case b.Type == "text" && jsonMode: // the model's words around the call, not JSON
+		case b.Type == "text":
 			text.WriteString(b.Text)
-		case "thinking":
+		case b.Type == "thinking":
 			msg.Reasoning += b.Thinking
-		case "tool_use":
+		case b.Type == "tool_use" && jsonMode && b.Name == jsonTool:
+			text.Write(b.Input)
+			if m.StopReason == "tool_use" {
+				m.StopReason = "end_turn"
+			}
+		case b.Type == "tool_use":
 			tc := oaToolCall{ID: b.ID, Type: "function"}
 			tc.Function.Name = b.Name
 			tc.Function.Arguments = string(b.Input)
@@ -453,10 +516,13 @@ type anthropicStream struct {
 	model   string
 	created int64
 
-	id      string
-	toolIdx map[int]int // content block index -> tool call index
-	nTools  int
-	done    bool
+	id       string
+	toolIdx  map[int]int // content block index -> tool call index
+	nTools   int
+	done     bool
+	jsonMode bool // the forced jsonTool call's input is streamed as content
+	jsonIdx  int  // its content block index, when jsonOpen
+	jsonOpen bool
 }
 
 // anTally is what an Anthropic stream has reported of its usage so far, and the size of
@@ -546,6 +612,10 @@ func (s *anthropicStream) next() ([]byte, error) {
 			empty := ""
 			return s.chunk(&oaOutMessage{Role: "assistant", Content: &empty}, nil, nil)
 		case "content_block_start":
+			if s.jsonMode && ev.ContentBlock != nil && ev.ContentBlock.Type == "tool_use" && ev.ContentBlock.Name == jsonTool {
+				s.jsonIdx, s.jsonOpen = ev.Index, true
+				continue
+			}
 			if ev.ContentBlock != nil && ev.ContentBlock.Type == "tool_use" {
 				if s.toolIdx == nil {
 					s.toolIdx = map[int]int{}
@@ -559,6 +629,14 @@ func (s *anthropicStream) next() ([]byte, error) {
 				return s.chunk(&oaOutMessage{ToolCalls: []oaToolCall{tc}}, nil, nil)
 			}
 		case "content_block_delta":
+			if s.jsonOpen && ev.Index == s.jsonIdx && ev.Delta.Type == "input_json_delta" {
+				t := ev.Delta.PartialJSON
+				s.contentSz += len(t)
+				return s.chunk(&oaOutMessage{Content: &t}, nil, nil)
+			}
+			if s.jsonMode && ev.Delta.Type == "text_delta" {
+				continue // the model's words around the call, not JSON
+			}
 			switch ev.Delta.Type {
 			case "text_delta":
 				t := ev.Delta.Text
@@ -580,6 +658,9 @@ func (s *anthropicStream) next() ([]byte, error) {
 				s.gotUsage = true
 			}
 			fr := finishReason(ev.Delta.StopReason)
+			if s.jsonOpen && fr == "tool_calls" && s.nTools == 0 {
+				fr = "stop"
+			}
 			u, _ := s.usage()
 			return s.chunk(&oaOutMessage{}, &fr, &u)
 		case "message_stop":

@@ -252,6 +252,10 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.lastBody, f.lastKey, f.lastHdr = body, r.Header.Get("x-api-key"), r.Header.Clone()
 	f.mu.Unlock()
+	if tc, _ := body["tool_choice"].(map[string]any); tc["name"] == "json_tool_call" { // response_format, translated
+		f.serveJSONTool(w, body["stream"] == true)
+		return
+	}
 	if s, _ := body["stream"].(bool); s {
 		w.Header().Set("Content-Type", "text/event-stream")
 		ev := func(typ, data string) { fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data) }
@@ -274,6 +278,28 @@ func (f *fakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprint(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":30`+f.serverToolUse()+f.cacheUsage+`}}`)
+}
+
+// serveJSONTool answers a forced json_tool_call with {"answer":42}, after a sentence the
+// translation must leave out.
+func (f *fakeAnthropic) serveJSONTool(w http.ResponseWriter, stream bool) {
+	if !stream {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"msg_j","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Here it is."},{"type":"tool_use","id":"toolu_j","name":"json_tool_call","input":{"answer":42}}],"stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":30}}`)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	ev := func(typ, data string) { fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data) }
+	ev("message_start", `{"type":"message_start","message":{"id":"msg_j","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1}}}`)
+	ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
+	ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Here it is."}}`)
+	ev("content_block_stop", `{"type":"content_block_stop","index":0}`)
+	ev("content_block_start", `{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_j","name":"json_tool_call","input":{}}}`)
+	ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"answer\":"}}`)
+	ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"42}"}}`)
+	ev("content_block_stop", `{"type":"content_block_stop","index":1}`)
+	ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}`)
+	ev("message_stop", `{"type":"message_stop"}`)
 }
 
 func (f *fakeAnthropic) body() map[string]any {

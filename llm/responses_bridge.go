@@ -33,7 +33,11 @@ type rRequest struct {
 	PreviousID        string          `json:"previous_response_id"`
 	Text              *struct {
 		Format *struct {
-			Type string `json:"type"`
+			Type        string          `json:"type"`
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			Schema      json.RawMessage `json:"schema"`
+			Strict      *bool           `json:"strict"`
 		} `json:"format"`
 	} `json:"text"`
 }
@@ -60,8 +64,9 @@ type rItem struct {
 // bridgeChat is the chat completion a Responses API request becomes.
 type bridgeChat struct {
 	chatRequest
-	ParallelToolCalls *bool  `json:"parallel_tool_calls,omitempty"`
-	User              string `json:"user,omitempty"`
+	ParallelToolCalls *bool          `json:"parallel_tool_calls,omitempty"`
+	User              string         `json:"user,omitempty"`
+	ResponseFormat    map[string]any `json:"response_format,omitempty"`
 }
 
 // responsesToChat translates a Responses API request body to a chat completion body
@@ -75,11 +80,20 @@ func responsesToChat(body *reqBody) (*reqBody, error) {
 	if in.PreviousID != "" {
 		return nil, badRequest("previous_response_id", "previous_response_id needs a model that keeps responses; this one is served through translation: send the whole conversation in input")
 	}
-	if in.Text != nil && in.Text.Format != nil && in.Text.Format.Type != "" && in.Text.Format.Type != "text" {
-		return nil, badRequest("text", "text.format "+in.Text.Format.Type+" cannot be served by this model")
-	}
 	out := bridgeChat{chatRequest: chatRequest{MaxTokens: in.MaxOutputTokens, Temperature: in.Temperature, TopP: in.TopP, Stream: in.Stream},
 		ParallelToolCalls: in.ParallelToolCalls, User: in.User}
+	if in.Text != nil && in.Text.Format != nil { // chat completions' response_format, in another shape
+		switch f := in.Text.Format; f.Type {
+		case "", "text":
+		case "json_object":
+			out.ResponseFormat = map[string]any{"type": "json_object"}
+		case "json_schema":
+			out.ResponseFormat = map[string]any{"type": "json_schema", "json_schema": map[string]any{
+				"name": f.Name, "description": f.Description, "schema": f.Schema, "strict": f.Strict}}
+		default:
+			return nil, badRequest("text", "text.format "+f.Type+" is not text, json_object or json_schema")
+		}
+	}
 	if in.Stream {
 		out.StreamOptions = &map[string]any{"include_usage": true} // the usage to charge
 	}

@@ -144,3 +144,78 @@ func TestResponsesMixedGroup(t *testing.T) {
 		t.Errorf("calls: OpenAI-compatible %d, Anthropic %v; want both used", up.calls.Load(), an.body() != nil)
 	}
 }
+
+// TestJSONFormatOnAnthropic: a chat completion's response_format on an Anthropic model
+// becomes a forced tool whose input is the answer (as LiteLLM translates it): the content
+// is the JSON, plain or streamed, with no tool call and a plain finish; the Responses API's
+// text.format takes the same path. With tools of its own it is refused: the forced call
+// would shut them out.
+func TestJSONFormatOnAnthropic(t *testing.T) {
+	h, an := messagesHarness(t)
+	schema := map[string]any{"type": "object", "properties": map[string]any{"answer": map[string]any{"type": "integer"}}}
+	rf := map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "a", "schema": schema}}
+	resp, body := h.post("/v1/chat/completions", chat("claude", "response_format", rf))
+	var c struct {
+		Choices []struct {
+			Message struct {
+				Content   string
+				ToolCalls []any `json:"tool_calls"`
+			}
+			FinishReason string `json:"finish_reason"`
+		}
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &c) != nil || c.Choices[0].Message.Content != `{"answer":42}` ||
+		len(c.Choices[0].Message.ToolCalls) != 0 || c.Choices[0].FinishReason != "stop" {
+		t.Fatalf("chat: %d %s, want the JSON as content and finish stop", resp.StatusCode, body)
+	}
+	sent, _ := json.Marshal(an.body())
+	if !strings.Contains(string(sent), `"tool_choice":{"name":"json_tool_call","type":"tool"}`) || !strings.Contains(string(sent), `"input_schema":{"properties":{"answer"`) {
+		t.Errorf("Anthropic request %s, want the schema as a forced json_tool_call", sent)
+	}
+
+	resp, body = h.post("/v1/chat/completions", chat("claude", "response_format", rf, "stream", true))
+	var content strings.Builder
+	finish := ""
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var ch struct {
+			Choices []struct {
+				Delta struct {
+					Content   *string
+					ToolCalls []any `json:"tool_calls"`
+				}
+				FinishReason *string `json:"finish_reason"`
+			}
+		}
+		if err := json.Unmarshal([]byte(data), &ch); err != nil || len(ch.Choices) == 0 {
+			continue
+		}
+		if len(ch.Choices[0].Delta.ToolCalls) > 0 {
+			t.Errorf("stream carried a tool call: %s", data)
+		}
+		if p := ch.Choices[0].Delta.Content; p != nil {
+			content.WriteString(*p)
+		}
+		if f := ch.Choices[0].FinishReason; f != nil {
+			finish = *f
+		}
+	}
+	if resp.StatusCode != 200 || content.String() != `{"answer":42}` || finish != "stop" {
+		t.Errorf("stream: %d content %q finish %q, want the JSON and stop:\n%s", resp.StatusCode, content.String(), finish, body)
+	}
+
+	resp, body = h.post("/v1/responses", map[string]any{"model": "claude", "input": "hi",
+		"text": map[string]any{"format": map[string]any{"type": "json_schema", "name": "a", "schema": schema}}})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"text":"{\"answer\":42}"`) {
+		t.Errorf("responses: %d %s, want the JSON as output text", resp.StatusCode, body)
+	}
+
+	resp, body = h.post("/v1/chat/completions", chat("claude", "response_format", rf,
+		"tools", []any{map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}))
+	if _, param, _, _ := errorOf(t, body); resp.StatusCode != 400 || param != "response_format" {
+		t.Errorf("with tools: %d %s, want 400 naming response_format", resp.StatusCode, body)
+	}
+}

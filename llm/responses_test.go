@@ -108,7 +108,7 @@ func TestResponsesRefusals(t *testing.T) {
 		{"background", "background", map[string]any{"model": "gpt", "input": "hi", "background": true}},
 		{"hosted tool on a translated model", "tools", map[string]any{"model": "claude", "input": "hi", "tools": []any{map[string]any{"type": "web_search"}}}},
 		{"stored state on a translated model", "previous_response_id", map[string]any{"model": "claude", "input": "hi", "previous_response_id": "resp_1"}},
-		{"structured output on a translated model", "text", map[string]any{"model": "claude", "input": "hi", "text": map[string]any{"format": map[string]any{"type": "json_schema"}}}},
+		{"an unknown text format on a translated model", "text", map[string]any{"model": "claude", "input": "hi", "text": map[string]any{"format": map[string]any{"type": "xml"}}}},
 		{"a file on a translated model", "input", map[string]any{"model": "claude", "input": []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "input_file", "file_id": "f"}}}}}},
 	} {
 		resp, body := h.post("/v1/responses", tc.body)
