@@ -266,14 +266,19 @@ func stopReason(finish string) string {
 	}
 }
 
-// chatAsMessages turns a chat completion answer (streamed or not) into a Messages API one,
-// for the caller's model name.
-func chatAsMessages(r *result, model string) (*result, error) {
-	if r.stream != nil {
-		return &result{native: true, stream: &chatEventStream{inner: r.stream, model: model}}, nil
-	}
+// chatAnswer is what the translations read of a chat completion answer: its first choice.
+type chatAnswer struct {
+	id      string
+	created int64
+	content string
+	calls   []oaToolCall
+	finish  string
+}
+
+func readChatAnswer(body []byte) (*chatAnswer, error) {
 	var c struct {
 		ID      string `json:"id"`
+		Created int64  `json:"created"`
 		Choices []struct {
 			Message struct {
 				Content   *string      `json:"content"`
@@ -282,19 +287,36 @@ func chatAsMessages(r *result, model string) (*result, error) {
 			FinishReason string `json:"finish_reason"`
 		} `json:"choices"`
 	}
-	if err := json.Unmarshal(r.body, &c); err != nil || len(c.Choices) == 0 {
+	if err := json.Unmarshal(body, &c); err != nil || len(c.Choices) == 0 {
 		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion"}
 	}
 	ch := c.Choices[0]
-	content := []map[string]any{}
-	if ch.Message.Content != nil && *ch.Message.Content != "" {
-		content = append(content, map[string]any{"type": "text", "text": *ch.Message.Content})
+	a := &chatAnswer{id: c.ID, created: c.Created, calls: ch.Message.ToolCalls, finish: ch.FinishReason}
+	if ch.Message.Content != nil {
+		a.content = *ch.Message.Content
 	}
-	for _, tc := range ch.Message.ToolCalls {
+	return a, nil
+}
+
+// chatAsMessages turns a chat completion answer (streamed or not) into a Messages API one,
+// for the caller's model name.
+func chatAsMessages(r *result, model string) (*result, error) {
+	if r.stream != nil {
+		return &result{native: true, stream: &chatEventStream{chatDeltas: chatDeltas{inner: r.stream}, model: model}}, nil
+	}
+	c, err := readChatAnswer(r.body)
+	if err != nil {
+		return nil, err
+	}
+	content := []map[string]any{}
+	if c.content != "" {
+		content = append(content, map[string]any{"type": "text", "text": c.content})
+	}
+	for _, tc := range c.calls {
 		content = append(content, map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": toolInput(tc.Function.Arguments)})
 	}
-	out := map[string]any{"id": messageID(c.ID), "type": "message", "role": "assistant", "model": model, "content": content,
-		"stop_reason": stopReason(ch.FinishReason), "stop_sequence": nil,
+	out := map[string]any{"id": messageID(c.id), "type": "message", "role": "assistant", "model": model, "content": content,
+		"stop_reason": stopReason(c.finish), "stop_sequence": nil,
 		"usage": map[string]any{"input_tokens": r.usage.PromptTokens, "output_tokens": r.usage.CompletionTokens}}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -328,15 +350,12 @@ func messageID(id string) string {
 // a content block per run of text and per tool call (start, deltas, stop), then
 // message_delta with the stop reason and usage, and message_stop.
 type chatEventStream struct {
-	inner chunkStream
+	chatDeltas
 	model string
 
 	started  bool
 	open     string // type of the open content block: "", "text" or "tool_use"
 	index    int    // index of the open (or next) content block
-	toolIdx  int    // the chat stream's index of the open tool call
-	toolID   string // and its id (some servers repeat it in every chunk)
-	finish   string
 	finished bool
 	buf      []byte
 }
@@ -366,7 +385,7 @@ func (s *chatEventStream) next() ([]byte, error) {
 			"stop_reason": nil, "stop_sequence": nil, "usage": map[string]any{"input_tokens": 0, "output_tokens": 0}}})
 	}
 	for len(s.buf) == 0 {
-		data, err := s.inner.next()
+		runs, err := s.deltas()
 		if errors.Is(err, io.EOF) {
 			s.closeBlock()
 			u, _ := s.inner.usage()
@@ -380,7 +399,58 @@ func (s *chatEventStream) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		var c struct {
+		for _, r := range runs {
+			switch {
+			case r.call != nil:
+				s.closeBlock()
+				s.open = "tool_use"
+				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
+					"content_block": map[string]any{"type": "tool_use", "id": r.call.ID, "name": r.call.Function.Name, "input": map[string]any{}}})
+			case r.args != "":
+				s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
+					"delta": map[string]any{"type": "input_json_delta", "partial_json": r.args}})
+			case r.text != "":
+				if s.open != "text" {
+					s.closeBlock()
+					s.open = "text"
+					s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
+						"content_block": map[string]any{"type": "text", "text": ""}})
+				}
+				s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
+					"delta": map[string]any{"type": "text_delta", "text": r.text}})
+			}
+		}
+	}
+	return s.buf, nil
+}
+
+// chatDeltas reads a chat completion stream for a translation: each chunk's text, the start
+// of each tool call (one however its chunks split it: by index, or by id for servers that
+// repeat it in every chunk) and its arguments, and the finish reason.
+type chatDeltas struct {
+	inner   chunkStream
+	inCall  bool
+	callIdx int
+	callID  string
+	finish  string
+}
+
+// chatRun is one part of a chunk: text, a tool call's start, or its arguments.
+type chatRun struct {
+	text string
+	call *oaToolCall
+	args string
+}
+
+// deltas returns the runs of the next chunk that has a choice (the usage chunk has none),
+// in order, or io.EOF at the end.
+func (c *chatDeltas) deltas() ([]chatRun, error) {
+	for {
+		data, err := c.inner.next()
+		if err != nil {
+			return nil, err
+		}
+		var ch struct {
 			Choices []struct {
 				Delta struct {
 					Content   *string      `json:"content"`
@@ -389,44 +459,36 @@ func (s *chatEventStream) next() ([]byte, error) {
 				FinishReason *string `json:"finish_reason"`
 			} `json:"choices"`
 		}
-		if err := json.Unmarshal(data, &c); err != nil {
+		if err := json.Unmarshal(data, &ch); err != nil {
 			return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion chunk"}
 		}
-		if len(c.Choices) == 0 {
-			continue // the usage chunk
+		if len(ch.Choices) == 0 {
+			continue
 		}
-		ch := c.Choices[0]
-		if t := ch.Delta.Content; t != nil && *t != "" {
-			if s.open != "text" {
-				s.closeBlock()
-				s.open = "text"
-				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
-					"content_block": map[string]any{"type": "text", "text": ""}})
-			}
-			s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
-				"delta": map[string]any{"type": "text_delta", "text": *t}})
+		d := ch.Choices[0]
+		var runs []chatRun
+		if t := d.Delta.Content; t != nil && *t != "" {
+			runs = append(runs, chatRun{text: *t})
+			c.inCall = false
 		}
-		for _, tc := range ch.Delta.ToolCalls {
+		for _, tc := range d.Delta.ToolCalls {
 			idx := 0
 			if tc.Index != nil {
 				idx = *tc.Index
 			}
-			if s.open != "tool_use" || idx != s.toolIdx || (tc.ID != "" && tc.ID != s.toolID) {
-				s.closeBlock()
-				s.open, s.toolIdx, s.toolID = "tool_use", idx, tc.ID
-				s.event("content_block_start", map[string]any{"type": "content_block_start", "index": s.index,
-					"content_block": map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Function.Name, "input": map[string]any{}}})
+			if !c.inCall || idx != c.callIdx || (tc.ID != "" && tc.ID != c.callID) {
+				c.inCall, c.callIdx, c.callID = true, idx, tc.ID
+				runs = append(runs, chatRun{call: &tc})
 			}
 			if tc.Function.Arguments != "" {
-				s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": s.index,
-					"delta": map[string]any{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})
+				runs = append(runs, chatRun{args: tc.Function.Arguments})
 			}
 		}
-		if ch.FinishReason != nil && *ch.FinishReason != "" {
-			s.finish = *ch.FinishReason
+		if f := d.FinishReason; f != nil && *f != "" {
+			c.finish = *f
 		}
+		return runs, nil
 	}
-	return s.buf, nil
 }
 
 func (s *chatEventStream) usage() (Usage, bool) { return s.inner.usage() }

@@ -17,27 +17,7 @@ func FuzzMessagesToChat(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		body, err := parseBody(b)
-		if err != nil {
-			return
-		}
-		out, err := messagesToChat(body)
-		if err != nil {
-			var re *requestError
-			if !errors.As(err, &re) || re.status != 400 {
-				t.Fatalf("error %v is not a 400 request error", err)
-			}
-			return
-		}
-		enc, _ := out.encode()
-		var c struct {
-			Messages []json.RawMessage `json:"messages"`
-		}
-		if err := json.Unmarshal(enc, &c); err != nil {
-			t.Fatalf("translated body %s: %v", enc, err)
-		}
-	})
+	f.Fuzz(func(t *testing.T, b []byte) { checkToChat(t, b, messagesToChat, false) })
 }
 
 // FuzzResponsesToChat: any Responses API body is either refused with a request error or
@@ -51,25 +31,29 @@ func FuzzResponsesToChat(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		body, err := parseBody(b)
-		if err != nil {
-			return
+	f.Fuzz(func(t *testing.T, b []byte) { checkToChat(t, b, responsesToChat, true) })
+}
+
+// checkToChat checks one translation of body b to a chat completion: a 400 request error,
+// or a body with a list of messages (not empty, with nonEmpty).
+func checkToChat(t *testing.T, b []byte, toChat func(*reqBody) (*reqBody, error), nonEmpty bool) {
+	body, err := parseBody(b)
+	if err != nil {
+		return
+	}
+	out, err := toChat(body)
+	if err != nil {
+		var re *requestError
+		if !errors.As(err, &re) || re.status != 400 {
+			t.Fatalf("error %v is not a 400 request error", err)
 		}
-		out, err := responsesToChat(body)
-		if err != nil {
-			var re *requestError
-			if !errors.As(err, &re) || re.status != 400 {
-				t.Fatalf("error %v is not a 400 request error", err)
-			}
-			return
-		}
-		enc, _ := out.encode()
-		var c struct {
-			Messages []json.RawMessage `json:"messages"`
-		}
-		if err := json.Unmarshal(enc, &c); err != nil || len(c.Messages) == 0 {
-			t.Fatalf("translated body %s: %v", enc, err)
-		}
-	})
+		return
+	}
+	enc, _ := out.encode()
+	var c struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(enc, &c); err != nil || (nonEmpty && len(c.Messages) == 0) {
+		t.Fatalf("translated body %s: %v", enc, err)
+	}
 }

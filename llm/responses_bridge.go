@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -276,31 +275,20 @@ func responseStatus(finish string) string {
 func chatAsResponse(r *result, model string) (*result, error) {
 	if r.stream != nil {
 		id := "resp_" + strings.ReplaceAll(budget.NewID(), "-", "")
-		return &result{native: true, stream: &responseEventStream{inner: r.stream, model: model, id: id, created: time.Now().Unix()}}, nil
+		return &result{native: true, stream: &responseEventStream{chatDeltas: chatDeltas{inner: r.stream}, model: model, id: id, created: time.Now().Unix()}}, nil
 	}
-	var c struct {
-		ID      string `json:"id"`
-		Created int64  `json:"created"`
-		Choices []struct {
-			Message struct {
-				Content   *string      `json:"content"`
-				ToolCalls []oaToolCall `json:"tool_calls"`
-			} `json:"message"`
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
+	c, err := readChatAnswer(r.body)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(r.body, &c); err != nil || len(c.Choices) == 0 {
-		return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion"}
-	}
-	ch := c.Choices[0]
 	var output []any
-	if ch.Message.Content != nil && *ch.Message.Content != "" {
-		output = append(output, messageItem("msg_"+c.ID, *ch.Message.Content, "completed"))
+	if c.content != "" {
+		output = append(output, messageItem("msg_"+c.id, c.content, "completed"))
 	}
-	for _, tc := range ch.Message.ToolCalls {
+	for _, tc := range c.calls {
 		output = append(output, functionCallItem(tc.ID, tc.Function.Name, tc.Function.Arguments, "completed"))
 	}
-	b, err := json.Marshal(responseObject("resp_"+c.ID, c.Created, model, responseStatus(ch.FinishReason), output, r.usage))
+	b, err := json.Marshal(responseObject("resp_"+c.id, c.created, model, responseStatus(c.finish), output, r.usage))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +299,7 @@ func chatAsResponse(r *result, model string) (*result, error) {
 // response created, an output item per run of text and per tool call (added, its deltas,
 // done), and the response completed with its output and usage.
 type responseEventStream struct {
-	inner   chunkStream
+	chatDeltas
 	model   string
 	id      string // the response's, unique
 	created int64
@@ -322,11 +310,9 @@ type responseEventStream struct {
 	open    string // "", "message" or "function_call"
 	text    strings.Builder
 	call    struct {
-		idx      int
 		id, name string
 		args     strings.Builder
 	}
-	finish   string
 	finished bool
 	buf      []byte
 }
@@ -376,7 +362,7 @@ func (s *responseEventStream) next() ([]byte, error) {
 		s.event("response.in_progress", map[string]any{"response": r})
 	}
 	for len(s.buf) == 0 {
-		data, err := s.inner.next()
+		runs, err := s.deltas()
 		if errors.Is(err, io.EOF) {
 			s.closeItem()
 			u, _ := s.inner.usage()
@@ -387,55 +373,30 @@ func (s *responseEventStream) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		var c struct {
-			Choices []struct {
-				Delta struct {
-					Content   *string      `json:"content"`
-					ToolCalls []oaToolCall `json:"tool_calls"`
-				} `json:"delta"`
-				FinishReason *string `json:"finish_reason"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal(data, &c); err != nil {
-			return nil, &UpstreamError{Status: http.StatusBadGateway, Message: "unreadable chat completion chunk"}
-		}
-		if len(c.Choices) == 0 {
-			continue // the usage chunk
-		}
-		ch := c.Choices[0]
-		if t := ch.Delta.Content; t != nil && *t != "" {
+		for _, r := range runs {
 			idx := len(s.output)
-			itemID := fmt.Sprintf("msg_%d", idx)
-			if s.open != "message" {
+			switch {
+			case r.call != nil:
 				s.closeItem()
-				idx, itemID = len(s.output), fmt.Sprintf("msg_%d", len(s.output))
-				s.open = "message"
-				s.event("response.output_item.added", map[string]any{"output_index": idx, "item": map[string]any{
-					"type": "message", "id": itemID, "status": "in_progress", "role": "assistant", "content": []any{}}})
-				s.event("response.content_part.added", map[string]any{"item_id": itemID, "output_index": idx, "content_index": 0,
-					"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
-			}
-			s.text.WriteString(*t)
-			s.event("response.output_text.delta", map[string]any{"item_id": itemID, "output_index": idx, "content_index": 0, "delta": *t})
-		}
-		for _, tc := range ch.Delta.ToolCalls {
-			idx := 0
-			if tc.Index != nil {
-				idx = *tc.Index
-			}
-			if s.open != "function_call" || idx != s.call.idx || (tc.ID != "" && tc.ID != s.call.id) {
-				s.closeItem()
-				s.open, s.call.idx, s.call.id, s.call.name = "function_call", idx, tc.ID, tc.Function.Name
+				s.open, s.call.id, s.call.name = "function_call", r.call.ID, r.call.Function.Name
 				s.event("response.output_item.added", map[string]any{"output_index": len(s.output),
-					"item": functionCallItem(tc.ID, tc.Function.Name, "", "in_progress")})
+					"item": functionCallItem(r.call.ID, r.call.Function.Name, "", "in_progress")})
+			case r.args != "":
+				s.call.args.WriteString(r.args)
+				s.event("response.function_call_arguments.delta", map[string]any{"item_id": "fc_" + s.call.id, "output_index": idx, "delta": r.args})
+			case r.text != "":
+				if s.open != "message" {
+					s.closeItem()
+					idx = len(s.output)
+					s.open = "message"
+					s.event("response.output_item.added", map[string]any{"output_index": idx, "item": map[string]any{
+						"type": "message", "id": fmt.Sprintf("msg_%d", idx), "status": "in_progress", "role": "assistant", "content": []any{}}})
+					s.event("response.content_part.added", map[string]any{"item_id": fmt.Sprintf("msg_%d", idx), "output_index": idx, "content_index": 0,
+						"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
+				}
+				s.text.WriteString(r.text)
+				s.event("response.output_text.delta", map[string]any{"item_id": fmt.Sprintf("msg_%d", idx), "output_index": idx, "content_index": 0, "delta": r.text})
 			}
-			if a := tc.Function.Arguments; a != "" {
-				s.call.args.WriteString(a)
-				s.event("response.function_call_arguments.delta", map[string]any{"item_id": "fc_" + s.call.id, "output_index": len(s.output), "delta": a})
-			}
-		}
-		if ch.FinishReason != nil && *ch.FinishReason != "" {
-			s.finish = *ch.FinishReason
 		}
 	}
 	return s.buf, nil
