@@ -69,6 +69,13 @@ func parseForm(b []byte, boundary string) (*reqBody, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read multipart body: %w", err)
 		}
+		for _, vs := range p.Header {
+			for i, v := range vs {
+				// A folded header line can leave trailing space, which a header value never
+				// keeps once written and read again: drop it now, so the part goes on as read.
+				vs[i] = strings.TrimSpace(v)
+			}
+		}
 		key, _ := json.Marshal(name)
 		f := bodyField{name: []byte(name), key: key, part: &formPart{header: p.Header, data: data, file: p.FileName() != ""}}
 		if !f.part.file {
