@@ -534,6 +534,24 @@ type anTally struct {
 	contentSz int
 }
 
+// delta takes a message_delta event's usage: the output so far, and what newer API
+// versions report here too (input counts, server tool use, the cache write split).
+func (t *anTally) delta(u *anUsage) {
+	if u == nil {
+		return
+	}
+	t.out, t.gotUsage = u.OutputTokens, true
+	if u.ServerToolUse != nil {
+		t.in.ServerToolUse = u.ServerToolUse
+	}
+	if u.CacheCreation != nil {
+		t.in.CacheCreation = u.CacheCreation
+	}
+	t.in.InputTokens = max(t.in.InputTokens, u.InputTokens)
+	t.in.CacheReadInputTokens = max(t.in.CacheReadInputTokens, u.CacheReadInputTokens)
+	t.in.CacheCreationInputTokens = max(t.in.CacheCreationInputTokens, u.CacheCreationInputTokens)
+}
+
 // usage is the reported usage, or (reported false) the estimate from contentSz bytes of
 // generated text.
 func (t *anTally) usage() (Usage, bool) {
@@ -653,10 +671,7 @@ func (s *anthropicStream) next() ([]byte, error) {
 				return s.chunk(&oaOutMessage{ToolCalls: []oaToolCall{tc}}, nil, nil)
 			}
 		case "message_delta":
-			if ev.Usage != nil {
-				s.out = ev.Usage.OutputTokens
-				s.gotUsage = true
-			}
+			s.delta(ev.Usage)
 			fr := finishReason(ev.Delta.StopReason)
 			if s.jsonOpen && fr == "tool_calls" && s.nTools == 0 {
 				fr = "stop"
@@ -765,22 +780,7 @@ func (s *messagesStream) next() ([]byte, error) {
 	case "content_block_delta":
 		s.contentSz += len(data) / 2 // the event's JSON around the text: a generous estimate
 	case "message_delta":
-		if ev.Usage != nil {
-			s.out = ev.Usage.OutputTokens
-			s.gotUsage = true
-			if ev.Usage.ServerToolUse != nil {
-				s.in.ServerToolUse = ev.Usage.ServerToolUse
-			}
-			if ev.Usage.CacheCreation != nil {
-				s.in.CacheCreation = ev.Usage.CacheCreation
-			}
-			// Newer API versions also report input counts here.
-			if ev.Usage.InputTokens > 0 || ev.Usage.CacheReadInputTokens > 0 || ev.Usage.CacheCreationInputTokens > 0 {
-				s.in.InputTokens = max(s.in.InputTokens, ev.Usage.InputTokens)
-				s.in.CacheReadInputTokens = max(s.in.CacheReadInputTokens, ev.Usage.CacheReadInputTokens)
-				s.in.CacheCreationInputTokens = max(s.in.CacheCreationInputTokens, ev.Usage.CacheCreationInputTokens)
-			}
-		}
+		s.delta(ev.Usage)
 	case "message_stop":
 		s.done = true
 	}

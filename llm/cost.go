@@ -5,7 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,54 +50,51 @@ type Price struct {
 	CacheWrite1hCostPerToken *float64 `json:"cache_creation_input_token_cost_above_1hr"`
 
 	// variants are the rates of the token prices above for long prompts and service tiers,
-	// by their names in the map: input_cost_per_token_above_200k_tokens,
-	// output_cost_per_token_priority, cache_read_input_token_cost_above_272k_tokens_flex...
-	variants map[string]float64
+	// from the map's input_cost_per_token_above_200k_tokens, output_cost_per_token_priority,
+	// cache_read_input_token_cost_above_272k_tokens_flex... Parsed once, when the entry is
+	// read: For runs on every call.
+	variants []rateVariant
+}
+
+// rateVariant is one rate of tokenRates for long prompts, a service tier, or both.
+type rateVariant struct {
+	rate  int    // index in tokenRates
+	above int64  // prompt tokens a call must pass for it; 0 for a tier's own rate
+	tier  string // "", "priority" or "flex"
+	value float64
 }
 
 // tokenRates are the price fields variants apply to.
 var tokenRates = []string{"input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
 	"cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"}
 
-// isVariant reports whether name is a variant of a token rate: "_above_Nk_tokens", then
-// optionally "_priority" or "_flex", or just the tier.
-func isVariant(name string) bool {
-	for _, r := range tokenRates {
+// parseVariant reads a variant's name: a token rate, then "_above_Nk_tokens" and optionally
+// "_priority" or "_flex", or just the tier.
+func parseVariant(name string) (rateVariant, bool) {
+	for i, r := range tokenRates {
 		rest, ok := strings.CutPrefix(name, r+"_")
 		if !ok {
 			continue
 		}
-		if strings.HasPrefix(rest, "above_") {
-			if _, _, ok := longThreshold(rest); ok {
-				return true
-			}
-		}
 		if rest == "priority" || rest == "flex" {
-			return true
+			return rateVariant{rate: i, tier: rest}, true
 		}
+		rest, ok = strings.CutPrefix(rest, "above_")
+		if !ok {
+			continue
+		}
+		num, tier, ok := strings.Cut(rest, "k_tokens")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		tier = strings.TrimPrefix(tier, "_")
+		if err != nil || n <= 0 || (tier != "" && tier != "priority" && tier != "flex") {
+			continue
+		}
+		return rateVariant{rate: i, above: n * 1000, tier: tier}, true
 	}
-	return false
-}
-
-// longThreshold parses "above_Nk_tokens[_tier]" into N thousand and the tier.
-func longThreshold(s string) (int64, string, bool) {
-	s, ok := strings.CutPrefix(s, "above_")
-	if !ok {
-		return 0, "", false
-	}
-	num, rest, ok := strings.Cut(s, "k_tokens")
-	if !ok {
-		return 0, "", false
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, "", false
-	}
-	tier := strings.TrimPrefix(rest, "_")
-	if tier != "" && tier != "priority" && tier != "flex" {
-		return 0, "", false
-	}
-	return n * 1000, tier, true
+	return rateVariant{}, false
 }
 
 // UnmarshalJSON decodes a price map entry, keeping the variant rates beside the fields.
@@ -111,8 +108,8 @@ func (p *Price) UnmarshalJSON(b []byte) error {
 	}
 	own := false // p.variants may be a cost map entry's, shared: it is never written
 	return eachField(b, func(fd bodyField) {
-		k := string(fd.name)
-		if !isVariant(k) {
+		v, ok := parseVariant(string(fd.name))
+		if !ok {
 			return
 		}
 		f, err := strconv.ParseFloat(string(fd.val), 64)
@@ -120,12 +117,16 @@ func (p *Price) UnmarshalJSON(b []byte) error {
 			return
 		}
 		if !own {
-			p.variants, own = maps.Clone(p.variants), true
-			if p.variants == nil {
-				p.variants = map[string]float64{}
+			p.variants, own = slices.Clone(p.variants), true
+		}
+		v.value = f
+		for i, old := range p.variants {
+			if old.rate == v.rate && old.above == v.above && old.tier == v.tier { // an override
+				p.variants[i] = v
+				return
 			}
 		}
-		p.variants[k] = f
+		p.variants = append(p.variants, v)
 	})
 }
 
@@ -141,38 +142,23 @@ func (p Price) For(promptTokens int64, tier string) Price {
 	if tier != "priority" && tier != "flex" {
 		tier = ""
 	}
-	pick := func(rate string) (float64, bool) {
-		best, bestN, found := 0.0, int64(-1), false
-		for k, v := range p.variants {
-			rest, ok := strings.CutPrefix(k, rate+"_")
-			if !ok {
-				continue
-			}
-			n, t, ok := longThreshold(rest)
-			if !ok || promptTokens <= n || n < bestN || (t != "" && t != tier) {
-				continue
-			}
-			if n == bestN && t == "" && found { // the tier's rate at the same threshold wins
-				continue
-			}
-			best, bestN, found = v, n, true
-		}
-		if found {
-			return best, true
-		}
-		if tier != "" {
-			v, ok := p.variants[rate+"_"+tier]
-			return v, ok
-		}
-		return 0, false
-	}
 	out := p
-	for i, rate := range tokenRates {
-		v, ok := pick(rate)
-		if !ok {
+	for rate := range tokenRates {
+		best, bestAbove := -1, int64(-1)
+		for i, v := range p.variants {
+			if v.rate != rate || (v.tier != "" && v.tier != tier) || (v.above > 0 && promptTokens <= v.above) {
+				continue
+			}
+			// The highest threshold passed wins; at the same one, the tier's own rate.
+			if v.above > bestAbove || (v.above == bestAbove && v.tier != "") {
+				best, bestAbove = i, v.above
+			}
+		}
+		if best < 0 {
 			continue
 		}
-		switch i {
+		v := p.variants[best].value
+		switch rate {
 		case 0:
 			out.InputCostPerToken = v
 		case 1:
@@ -239,14 +225,17 @@ func (p Price) TokenPricedImages() bool {
 	return p.InputCostPerImage == 0 && p.OutputCostPerImage == 0 && p.OutputCostPerImageToken > 0
 }
 
+// imageTokenTable is OpenAI's output tokens per image by quality, for the sizes 1024x1024,
+// 1024x1536 and 1536x1024.
+var imageTokenTable = map[string][3]int64{"low": {272, 408, 400}, "medium": {1056, 1584, 1568}, "high": {4160, 6240, 6208}}
+
 // imageTokens is how many output tokens OpenAI's token-priced image models spend on one
 // image of quality and size (OpenAI's table); an unknown or "auto" quality or size counts
 // as the dearest.
 func imageTokens(quality, size string) int64 {
-	table := map[string][3]int64{"low": {272, 408, 400}, "medium": {1056, 1584, 1568}, "high": {4160, 6240, 6208}}
-	row, ok := table[quality]
+	row, ok := imageTokenTable[quality]
 	if !ok {
-		row = table["high"]
+		row = imageTokenTable["high"]
 	}
 	switch size {
 	case "1024x1024":
@@ -383,7 +372,7 @@ func (p Price) withOverrides(fields map[string]any) (Price, error) {
 		}
 	}
 	for k, v := range fields {
-		if v != nil && isVariant(k) {
+		if _, ok := parseVariant(k); ok && v != nil {
 			over[k] = v
 		}
 	}

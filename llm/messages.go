@@ -362,7 +362,7 @@ type chatEventStream struct {
 
 func (s *chatEventStream) event(typ string, v any) {
 	b, _ := json.Marshal(v)
-	s.buf = append(append(append(append(append(s.buf, "event: "...), typ...), "\ndata: "...), b...), "\n\n"...)
+	s.buf = appendEvent(s.buf, typ, b)
 }
 
 func (s *chatEventStream) closeBlock() {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -89,13 +90,9 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		auth = authHeader(d)
 	}
 	h := make(http.Header, len(auth)+3)
-	for k, v := range auth {
-		h[k] = v
-	}
+	maps.Copy(h, auth)
 	if stream {
 		h.Set("Accept", "text/event-stream")
-	}
-	if stream {
 		resp, err := post(ctx, p.tr.client, p.endpoint(d, kind), h, contentType, b)
 		if err != nil {
 			return nil, err
@@ -109,19 +106,15 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 	if err != nil {
 		return nil, err
 	}
-	r := &result{body: out}
+	r := &result{body: out, usage: usageOf(out)} // token-priced image models report usage too
 	if kind == callImages || kind == callImageEdits {
 		var v struct {
 			Data []json.RawMessage `json:"data"`
 		}
 		_ = json.Unmarshal(out, &v)
 		r.images = len(v.Data)
-		r.usage = usageOf(out) // token-priced image models report it
-	} else {
-		r.usage = usageOf(out)
-		if kind == callResponses {
-			responseTools(&r.usage, out)
-		}
+	} else if kind == callResponses {
+		responseTools(&r.usage, out)
 	}
 	return r, nil
 }

@@ -126,5 +126,5 @@ func (s *responsesStream) errorEvent(body errorBody) []byte { return responsesEr
 // responsesErrorEvent is the Responses API's error event for body.
 func responsesErrorEvent(body errorBody) []byte {
 	b, _ := json.Marshal(map[string]any{"type": "error", "code": body.Error.Type, "message": body.Error.Message, "param": body.Error.Param})
-	return append(append([]byte("event: error\ndata: "), b...), "\n\n"...)
+	return appendEvent(nil, "error", b)
 }

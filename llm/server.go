@@ -201,20 +201,26 @@ func (s *Server) deployment(mc ModelConfig, source string) (*Deployment, error) 
 		d.direct = reachableDirectly(s.proxy, s.openai.endpoint(d, callChat))
 	}
 	for i, stream := range []bool{false, true} {
-		d.logMeta[i] = callMeta(d, d.ModelName, stream)
+		d.logMeta[i] = callMeta(d, d.ModelName, stream, Usage{})
 	}
 	return d, nil
 }
 
-// callMeta is a spend log row's metadata for a call to model group group answered by d.
-func callMeta(d *Deployment, group string, stream bool) []byte {
-	if group == d.ModelName && d.logMeta[0] != nil {
+// callMeta is a spend log row's metadata for a call to model group group answered by d
+// that used u: precomputed for the common row, which has no usage priced apart.
+func callMeta(d *Deployment, group string, stream bool, u Usage) []byte {
+	apart := u.CacheReadTokens > 0 || u.CacheWriteTokens > 0 || u.CacheWrite1hTokens > 0 || u.WebSearches > 0 ||
+		u.FileSearches > 0 || u.CodeSessions > 0
+	if group == d.ModelName && d.logMeta[0] != nil && !apart {
 		if stream {
 			return d.logMeta[1]
 		}
 		return d.logMeta[0]
 	}
-	return usageMeta(d, group, stream, Usage{})
+	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream,
+		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches,
+		FileSearches: u.FileSearches, CodeSessions: u.CodeSessions})
+	return b
 }
 
 // Start loads API-added models and keeps re-reading them every ModelRefresh until Close.
@@ -365,7 +371,6 @@ type callInfo struct {
 	// completion with web_search_options runs one, charged whatever the usage says.
 	searches   int64
 	searchSize string
-	chatSearch bool
 	// The Responses API's hosted file search calls and code interpreter containers a call
 	// may use, reserved like searches.
 	fileSearches, codeSessions int64
@@ -374,6 +379,8 @@ type callInfo struct {
 	serviceTier string
 	// An image call's quality and size, which set what a token-priced image model reserves.
 	quality, size string
+	// anthropicUser is the caller's metadata.user_id, which a Messages API call sends on.
+	anthropicUser json.RawMessage
 }
 
 func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error) {
@@ -437,7 +444,7 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		ci.serviceTier, _ = body.text("service_tier")
 	}
 	md, lmd := gatewayMeta(body.get("metadata")), gatewayMeta(body.get("litellm_metadata"))
-	ci.endUser = endUser(body, lmd)
+	ci.endUser, ci.anthropicUser = endUser(body, lmd), md.UserID
 	var hdrTags []string
 	for _, h := range header["X-Litellm-Tags"] { // canonical: Values would canonicalize on every call
 		hdrTags = append(hdrTags, strings.Split(h, ",")...)
@@ -472,7 +479,7 @@ func (ci *callInfo) providerTools(body *reqBody, kind string) error {
 			if err := json.Unmarshal(v, &o); err != nil {
 				return badRequest("web_search_options", "web_search_options must be an object")
 			}
-			ci.searches, ci.searchSize, ci.chatSearch = 1, o.SearchContextSize, true
+			ci.searches, ci.searchSize = 1, o.SearchContextSize
 		}
 	case callMessages, callResponses:
 		v := body.get("tools")
@@ -568,10 +575,9 @@ func scalarText(v json.RawMessage) string {
 }
 
 // anthropicMetadata is the metadata a Messages API call sends Anthropic: the caller's
-// metadata.user_id, which Anthropic uses to detect abuse, and nothing of toolgate's own
-// (Anthropic refuses fields it does not know). It is nil when there is no user_id.
-func anthropicMetadata(body *reqBody) json.RawMessage {
-	uid := gatewayMeta(body.get("metadata")).UserID
+// metadata.user_id (uid), which Anthropic uses to detect abuse, and nothing of toolgate's
+// own (Anthropic refuses fields it does not know). It is nil when there is no user_id.
+func anthropicMetadata(uid json.RawMessage) json.RawMessage {
 	if len(uid) == 0 {
 		return nil
 	}
@@ -753,7 +759,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	out := body.forward(gatewayOnly)
 	if kind == callMessages {
-		if m := anthropicMetadata(body); m != nil { // sent only to Anthropic: translation leaves it out
+		if m := anthropicMetadata(ci.anthropicUser); m != nil { // sent only to Anthropic: translation leaves it out
 			out.set("metadata", m)
 		}
 	}
@@ -831,7 +837,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(pr.body)
 	}
-	if ci.chatSearch {
+	if kind == callChat && ci.searches > 0 { // web_search_options: the usage does not count it
 		u.WebSearches = max(u.WebSearches, 1)
 	}
 	tokens = u.TotalTokens
@@ -846,10 +852,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	}
 	logRow.PromptTokens, logRow.CompletionTokens, logRow.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
 	logRow.Spend, logRow.Status, logRow.EndTime = spend, status, s.now()
-	logRow.Metadata = callMeta(d, ci.model, ci.stream)
-	if u.CacheReadTokens > 0 || u.CacheWriteTokens > 0 || u.CacheWrite1hTokens > 0 || u.WebSearches > 0 || u.FileSearches > 0 || u.CodeSessions > 0 {
-		logRow.Metadata = usageMeta(d, ci.model, ci.stream, u)
-	}
+	logRow.Metadata = callMeta(d, ci.model, ci.stream, u)
 	s.writeLog(ctx, logRow)
 	return nil
 }
@@ -886,14 +889,6 @@ type callMetadata struct {
 	WebSearches         int64 `json:"web_search_requests,omitempty"`
 	FileSearches        int64 `json:"file_search_calls,omitempty"`
 	CodeSessions        int64 `json:"code_interpreter_sessions,omitempty"`
-}
-
-// usageMeta is callMeta with u's cache and web search counts (none: callMeta's own).
-func usageMeta(d *Deployment, group string, stream bool, u Usage) []byte {
-	b, _ := json.Marshal(callMetadata{ModelID: d.ID, ModelGroup: group, Deployment: d.Provider + "/" + d.Model, Stream: stream,
-		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheWriteTokens + u.CacheWrite1hTokens, WebSearches: u.WebSearches,
-		FileSearches: u.FileSearches, CodeSessions: u.CodeSessions})
-	return b
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
@@ -942,10 +937,10 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, st chunkStream, na
 					ev = e.errorEvent(body)
 				} else if native {
 					b, _ := json.Marshal(anthropicError(body))
-					ev = append(append([]byte("event: error\ndata: "), b...), "\n\n"...)
+					ev = appendEvent(nil, "error", b)
 				} else {
 					b, _ := json.Marshal(body)
-					ev = append(append([]byte("data: "), b...), "\n\n"...)
+					ev = appendEvent(nil, "", b)
 				}
 				_, _ = w.Write(ev)
 				_ = rc.Flush()
