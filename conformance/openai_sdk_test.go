@@ -25,9 +25,28 @@ type fakeOpenAI struct {
 	mu     sync.Mutex
 	bodies []map[string]any
 	auth   []string
+	stored []string // method and path of each call on a stored response
 }
 
 func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/responses/"); ok {
+		f.mu.Lock()
+		f.stored = append(f.stored, r.Method+" "+r.URL.Path)
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case rest == "resp_1" && r.Method == http.MethodGet:
+			serveResponses(w, false)
+		case rest == "resp_1" && r.Method == http.MethodDelete:
+			_, _ = io.WriteString(w, `{"id":"resp_1","object":"response","deleted":true}`)
+		case rest == "resp_1/input_items":
+			_, _ = io.WriteString(w, `{"object":"list","data":[{"type":"message","id":"msg_0","role":"user","status":"completed","content":[{"type":"input_text","text":"Say hello."}]}],"first_id":"msg_0","last_id":"msg_0","has_more":false}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"error":{"message":"Response not found.","type":"invalid_request_error"}}`)
+		}
+		return
+	}
 	var body map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		http.Error(w, `{"error":{"message":"bad json","type":"invalid_request_error"}}`, http.StatusBadRequest)
@@ -134,6 +153,10 @@ type sdkRun struct {
 		Usage map[string]any
 		Types []string
 	}
+	Stored struct { // the first response, continued, read back, listed and deleted
+		ID, NextID, RetrievedID, RetrievedText string
+		Items                                  []string
+	}
 	Models  []string
 	Calls   int
 	Refused *struct {
@@ -169,8 +192,9 @@ func TestOpenAISDK(t *testing.T) {
 
 	// Chat: 12 × 0.001 + 8 × 0.002 = 0.028; stream: 12 × 0.001 + 4 × 0.002 = 0.020;
 	// embedding: 2 × 0.001 = 0.002; a response and a streamed one as the chats; a streamed
-	// response from the Anthropic model: 100 × 0.0001 + 10 × 0.0002 = 0.012. A budget of 0.2
-	// leaves room for a few more chats.
+	// response from the Anthropic model: 100 × 0.0001 + 10 × 0.0002 = 0.012; the response
+	// continued (previous_response_id) as a chat. A budget of 0.2 leaves room for a few more
+	// chats.
 	const budget = 0.2
 	out := g.api(t, http.MethodPost, "/key/generate", map[string]any{"key_alias": "sdk", "max_budget": budget})
 	vkey, _ := out["key"].(string)
@@ -207,6 +231,10 @@ func TestOpenAISDK(t *testing.T) {
 		b.Types[0] != "response.created" || b.Types[len(b.Types)-1] != "response.completed" {
 		t.Errorf("streamed response from the Anthropic model: got %+v, want its answer, usage and the Responses API's events", b)
 	}
+	if st := run.Stored; !strings.HasPrefix(st.ID, "resp_tg1_") || !strings.HasPrefix(st.NextID, "resp_tg1_") ||
+		st.RetrievedID != st.ID || st.RetrievedText != "hello there" || strings.Join(st.Items, ",") != "msg_0" {
+		t.Errorf("stored response: got %+v, want gateway IDs, the response read back under its ID and its input item", st)
+	}
 	if strings.Join(run.Models, ",") != "claude,emb,gpt" {
 		t.Errorf("models: got %v, want [claude emb gpt]", run.Models)
 	}
@@ -226,13 +254,19 @@ func TestOpenAISDK(t *testing.T) {
 			t.Fatalf("provider got Authorization %q, want the deployment's key", a)
 		}
 	}
-	if len(bodies) < 5 || bodies[0]["tools"] == nil || bodies[1]["stream_options"] == nil || bodies[2]["encoding_format"] != "base64" ||
-		bodies[3]["input"] != "Say hello." || bodies[4]["stream"] != true {
+	if len(bodies) < 6 || bodies[0]["tools"] == nil || bodies[1]["stream_options"] == nil || bodies[2]["encoding_format"] != "base64" ||
+		bodies[3]["input"] != "Say hello." || bodies[4]["stream"] != true || bodies[5]["previous_response_id"] != "resp_1" {
 		t.Errorf("provider bodies: %v", bodies)
+	}
+	fake.mu.Lock()
+	stored := strings.Join(fake.stored, ", ")
+	fake.mu.Unlock()
+	if stored != "GET /responses/resp_1, GET /responses/resp_1/input_items, DELETE /responses/resp_1" {
+		t.Errorf("provider's stored-response calls: %s", stored)
 	}
 
 	// Every admitted call is charged to the key, and the refused one is not.
-	want := 0.028 + 0.020 + 0.002 + 0.028 + 0.020 + 0.012 + float64(run.Calls)*0.028
+	want := 0.028 + 0.020 + 0.002 + 0.028 + 0.020 + 0.012 + 0.028 + float64(run.Calls)*0.028
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		info := g.api(t, http.MethodGet, "/key/info?key="+vkey, nil)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +57,7 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 	if err != nil {
 		// New cannot fail from here; refuse the LLM routes loudly instead.
 		s.log.Error("LLM routes disabled: bad configuration", "err", err)
-		for _, p := range llm.Paths {
+		for _, p := range slices.Concat(llm.Paths, llm.PathPrefixes) {
 			mux.Handle(p, s.handle(func(w http.ResponseWriter, r *http.Request) error {
 				return &Error{Status: http.StatusServiceUnavailable, Message: "LLM routes are disabled: " + err.Error()}
 			}))
@@ -66,6 +68,9 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 	for _, p := range llmUserRoutes {
 		s.addRouteRule(p, false, classUser)
 	}
+	for _, p := range llm.PathPrefixes {
+		s.addRouteRule(strings.TrimSuffix(p, "/"), true, classUser)
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFor(PrincipalFrom(r.Context()))
 		if c == nil {
@@ -74,7 +79,7 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 		}
 		rt.srv.ServeHTTP(w, r.WithContext(llm.WithCaller(r.Context(), c)))
 	})
-	for _, p := range llm.Paths {
+	for _, p := range slices.Concat(llm.Paths, llm.PathPrefixes) {
 		mux.Handle(p, h)
 	}
 	// Start the background work with the gateway: Start reloads the registry once.
@@ -150,7 +155,7 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 	}
 	cfg := llm.Config{Models: models, Router: rs, Budget: rt.budget, Limiter: rt.limiter, SpendLog: rt.spend,
 		SpendReader: s.store, Logger: s.log.With("component", "llm"), MaxBodyBytes: s.cfg.MaxBodyBytes, Now: s.now,
-		TracerProvider: s.cfg.TracerProvider}
+		TracerProvider: s.cfg.TracerProvider, ResponseIDKey: derivedKey(s.cfg, "toolgate response id key v1")}
 	if s.box != nil {
 		cfg.ModelStore, cfg.Sealer = s.store, s.box
 	}

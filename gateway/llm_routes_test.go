@@ -434,4 +434,14 @@ func TestResponsesThroughGateway(t *testing.T) {
 		t.Fatalf("/v1/responses: %d %s; provider got %s with %q", r.status, r.body, gotPath, gotAuth)
 	}
 	waitKeySpend(t, g, "responses-client", 0.2) // 10×0.01 + 5×0.02
+
+	// The stored response is the key's: it reads it back, another key does not.
+	id, _ := r.json(t)["id"].(string)
+	if got := g.do(t, "GET", "/v1/responses/"+id, "", "Authorization", "Bearer "+key); got.status != 200 || gotPath != "/responses/resp_1" {
+		t.Errorf("GET own response: %d %s; provider got %s", got.status, got.body, gotPath)
+	}
+	other := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "other"}), 200)["key"].(string)
+	if got := g.do(t, "GET", "/v1/responses/"+id, "", "Authorization", "Bearer "+other); got.status != 404 {
+		t.Errorf("GET another key's response: %d %s, want 404", got.status, got.body)
+	}
 }

@@ -289,6 +289,12 @@ func sessionKey(cfg Config) []byte {
 	if cfg.SessionKey != nil {
 		return cfg.SessionKey
 	}
+	return derivedKey(cfg, "toolgate session key v1")
+}
+
+// derivedKey returns the key for purpose derived from the salt key, else the master key;
+// nil when neither is configured.
+func derivedKey(cfg Config, purpose string) []byte {
 	secret := cfg.SaltKey
 	if secret == "" {
 		secret = cfg.MasterKey
@@ -296,7 +302,7 @@ func sessionKey(cfg Config) []byte {
 	if secret == "" {
 		return nil
 	}
-	sum := sha256.Sum256([]byte("toolgate session key v1\x00" + secret))
+	sum := sha256.Sum256([]byte(purpose + "\x00" + secret))
 	return sum[:]
 }
 

@@ -41,6 +41,8 @@ type fakeOpenAI struct {
 	cached int64
 	// imageUsage, when set, is the usage of an image answer (token-priced image models).
 	imageUsage string
+	// respID is the ID of its Responses API answers; "" for resp_1.
+	respID string
 
 	mu        sync.Mutex
 	lastBody  map[string]any
@@ -103,6 +105,10 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	model, _ := body["model"].(string)
+	if _, rest, ok := strings.Cut(r.URL.Path, "/responses/"); ok {
+		f.serveStoredResponse(w, r.Method, rest)
+		return
+	}
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/responses"):
 		f.serveResponses(w, body, model)
@@ -162,8 +168,37 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 // responsesAnswer is the fake's Responses API answer (12 input tokens, f.completion output).
 func (f *fakeOpenAI) responsesAnswer(model, status string) string {
 	searches := strings.Repeat(`{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"q"}},`, f.searchCalls) + f.extraItems
-	return fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":`+strconv.FormatInt(f.cached, 10)+`},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
-		status, model, f.completion, 12+f.completion)
+	return fmt.Sprintf(`{"id":%q,"object":"response","created_at":1,"status":%q,"model":%q,"output":[`+searches+`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":`+strconv.FormatInt(f.cached, 10)+`},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}}`,
+		f.responseID(), status, model, f.completion, 12+f.completion)
+}
+
+func (f *fakeOpenAI) responseID() string {
+	if f.respID != "" {
+		return f.respID
+	}
+	return "resp_1"
+}
+
+// serveStoredResponse answers GET and DELETE /responses/{id} and GET
+// /responses/{id}/input_items for the one response the fake has made.
+func (f *fakeOpenAI) serveStoredResponse(w http.ResponseWriter, method, rest string) {
+	id, sub, _ := strings.Cut(rest, "/")
+	w.Header().Set("Content-Type", "application/json")
+	if id != f.responseID() {
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"error":{"message":"Response with id '%s' not found.","type":"invalid_request_error","param":null,"code":null}}`, id)
+		return
+	}
+	switch {
+	case sub == "input_items" && method == http.MethodGet:
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"type":"message","id":"msg_0","role":"user","content":[{"type":"input_text","text":"hi"}]}],"first_id":"msg_0","last_id":"msg_0","has_more":false}`)
+	case sub == "" && method == http.MethodGet:
+		_, _ = io.WriteString(w, f.responsesAnswer("upstream-gpt", "completed"))
+	case sub == "" && method == http.MethodDelete:
+		fmt.Fprintf(w, `{"id":%q,"object":"response","deleted":true}`, id)
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
 }
 
 // serveResponses answers a Responses API call, streamed as its events when asked.
@@ -179,7 +214,7 @@ func (f *fakeOpenAI) serveResponses(w http.ResponseWriter, body map[string]any, 
 		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
 		fl.Flush()
 	}
-	ev("response.created", fmt.Sprintf(`{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","model":%q,"output":[],"usage":null}}`, model))
+	ev("response.created", fmt.Sprintf(`{"type":"response.created","sequence_number":0,"response":{"id":%q,"object":"response","status":"in_progress","model":%q,"output":[],"usage":null}}`, f.responseID(), model))
 	for i := range f.chunks {
 		ev("response.output_text.delta", fmt.Sprintf(`{"type":"response.output_text.delta","sequence_number":%d,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"abcdefgh%d"}`, i+1, i%10))
 	}

@@ -3,13 +3,18 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 )
 
 // OpenAI's Responses API (/v1/responses) passes through to OpenAI-compatible deployments:
-// the body with only model renamed, the answer byte for byte, a stream event for event
-// (anthropic/* deployments get it translated: responses_bridge.go).
+// the body with only model renamed, the answer byte for byte, a stream event for event,
+// except for the response's ID, which callers get in the gateway's own form
+// (response_ids.go); anthropic/* deployments get it translated (responses_bridge.go).
 // Usage is read from the answer, or from a stream's last event (response.completed,
 // response.incomplete or response.failed), and charged as for chat.
 
@@ -23,6 +28,8 @@ type responsesStream struct {
 	got       Usage
 	hasUsage  bool
 	contentSz int
+	// rename, when set, gives the ID callers see for the provider's response ID.
+	rename func(string) string
 }
 
 // responsesEvent is the part of an event read here.
@@ -30,6 +37,7 @@ type responsesEvent struct {
 	Type     string `json:"type"`
 	Message  string `json:"message"` // of an error event
 	Response *struct {
+		ID     string           `json:"id"`
 		Usage  *json.RawMessage `json:"usage"`
 		Output []responseItem   `json:"output"`
 	} `json:"response"`
@@ -106,6 +114,9 @@ func (s *responsesStream) next() ([]byte, error) {
 			hostedTools(&s.got, ev.Response.Output)
 		}
 	}
+	if s.rename != nil && ev.Response != nil && ev.Response.ID != "" {
+		data = withResponseID(data, s.rename)
+	}
 	s.buf = appendEvent(s.buf[:0], typ, data)
 	return s.buf, nil
 }
@@ -127,4 +138,116 @@ func (s *responsesStream) errorEvent(body errorBody) []byte { return responsesEr
 func responsesErrorEvent(body errorBody) []byte {
 	b, _ := json.Marshal(map[string]any{"type": "error", "code": body.Error.Type, "message": body.Error.Message, "param": body.Error.Param})
 	return appendEvent(nil, "error", b)
+}
+
+// previousResponse reads a Responses API call's previous_response_id, which must be an ID
+// the gateway gave this caller, and puts the provider's ID in body in its place. It
+// returns the deployment that holds the previous response when that deployment serves the
+// call's model (ds), so that the call goes there; nil when there is no
+// previous_response_id or the conversation moved to another model name.
+func (s *Server) previousResponse(c *Caller, body *reqBody, ds []*Deployment) (*Deployment, error) {
+	const param = "previous_response_id"
+	if v := body.get(param); len(v) == 0 || string(v) == "null" {
+		return nil, nil
+	}
+	id, ok := body.text(param)
+	if !ok {
+		return nil, badRequest(param, "previous_response_id must be a string")
+	}
+	d, upstream, err := s.storedResponse(c, id, param)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := json.Marshal(upstream)
+	body.set(param, v)
+	if slices.Contains(ds, d) {
+		return d, nil
+	}
+	return nil, nil
+}
+
+// storedResponse returns the deployment holding the response the caller knows as id, and
+// the provider's ID for it. param names the request field id came from ("" for the path).
+func (s *Server) storedResponse(c *Caller, id, param string) (*Deployment, string, error) {
+	notFound := func(why string) error {
+		status := http.StatusNotFound
+		if param != "" {
+			status = http.StatusBadRequest // as OpenAI answers an unknown previous_response_id
+		}
+		return &requestError{status: status, param: param, msg: fmt.Sprintf("Response with id '%s' not found: %s", id, why)}
+	}
+	dep, upstream, ok := s.ids.read(c.owner(), id)
+	if !ok {
+		return nil, "", notFound("the gateway knows only the response IDs it returned to this key")
+	}
+	d := s.router.deployment(dep)
+	if d == nil {
+		return nil, "", notFound("the deployment that made it is no longer configured")
+	}
+	if d.Provider == "anthropic" { // changed since: translated calls are stored nowhere
+		return nil, "", notFound("its deployment no longer serves the Responses API natively")
+	}
+	if _, err := s.modelFor(c, d.ModelName); err != nil {
+		return nil, "", err
+	}
+	return d, upstream, nil
+}
+
+// serveStoredResponse answers GET and DELETE /v1/responses/{id} and GET
+// /v1/responses/{id}/input_items from the deployment that made the response, with the
+// caller's ID for it in place of the provider's.
+func (s *Server) serveStoredResponse(w http.ResponseWriter, r *http.Request, sub string) error {
+	ctx := r.Context()
+	c := CallerFrom(ctx)
+	if c == nil {
+		return &requestError{status: http.StatusUnauthorized, msg: "authentication required"}
+	}
+	id := r.PathValue("id")
+	d, upstream, err := s.storedResponse(c, id, "")
+	if err != nil {
+		return err
+	}
+	adm, err := s.limiter.Admit(ctx, c.Limits)
+	if err != nil {
+		return err
+	}
+	defer adm.Done(0)
+	u, err := url.Parse(s.openai.endpoint(d, callResponses))
+	if err != nil {
+		return fmt.Errorf("deployment %s: %w", d.ID, err)
+	}
+	base := strings.TrimSuffix(u.Path, "/")
+	u.Path, u.RawPath = base+"/"+upstream+sub, base+"/"+url.PathEscape(upstream)+sub
+	q := u.Query() // Azure's api-version
+	for k, vs := range r.URL.Query() {
+		if k != "stream" && k != "api-version" { // answered whole, never as a stream
+			q[k] = vs
+		}
+	}
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header = authHeader(d)
+	injectTrace(ctx, req.Header)
+	resp, err := s.openai.tr.client.Do(req)
+	if err != nil {
+		return &UpstreamError{Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return upstreamError(resp)
+	}
+	b, err := readAll(resp)
+	if err != nil {
+		return &UpstreamError{Err: err}
+	}
+	if sub == "" {
+		b = withID(b, func(string) string { return id })
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	return nil
 }

@@ -151,6 +151,13 @@ func (r *Router) deployments(model string) []*Deployment {
 	return r.byName[model]
 }
 
+// deployment returns the deployment with ID id, or nil.
+func (r *Router) deployment(id string) *Deployment {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byID[id]
+}
+
 // modelNames returns every public model name, sorted.
 func (r *Router) modelNames() []string {
 	r.mu.RLock()
@@ -312,13 +319,21 @@ func (r *Router) failure(d *Deployment, err error) {
 // route calls call on deployments of model (then of its fallbacks) until one succeeds,
 // retrying retryable failures with backoff. call gets a per-attempt context that stays
 // valid until the returned attempt is finished. override, when not nil, replaces each
-// picked deployment (client-side credentials).
-func (r *Router) route(ctx context.Context, model, kind string, stream bool, override func(*Deployment) *Deployment,
+// picked deployment (client-side credentials). pin, when not nil, is the only deployment
+// tried, without fallbacks: the one that holds a previous response.
+func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin *Deployment, override func(*Deployment) *Deployment,
 	call func(ctx context.Context, d *Deployment) error) (*attempt, error) {
 	var lastErr error
 	known := false
-	for _, name := range r.candidates(model) {
+	names := r.candidates(model)
+	if pin != nil {
+		names = names[:1]
+	}
+	for _, name := range names {
 		ds := r.deployments(name)
+		if pin != nil {
+			ds = []*Deployment{pin}
+		}
 		if len(ds) == 0 {
 			continue
 		}
@@ -328,7 +343,10 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, ove
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			d := r.pick(ds, tried)
+			d := pin // called even while cooling down: no other deployment can answer
+			if d == nil {
+				d = r.pick(ds, tried)
+			}
 			if d == nil {
 				if lastErr == nil {
 					lastErr = fmt.Errorf("%w for model %s", ErrNoDeployment, name)

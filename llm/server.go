@@ -81,6 +81,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// ResponseIDKey signs the response IDs the gateway gives Responses API callers
+	// (response_ids.go). Replicas must share it, and it must outlive restarts, for an ID to
+	// work everywhere and later. If empty, a random key: IDs then work only on this process.
+	ResponseIDKey []byte
 	// TracerProvider, if set, traces each provider call (a client span per attempt, after
 	// OpenTelemetry's GenAI conventions) and sends its traceparent to the provider.
 	TracerProvider trace.TracerProvider
@@ -99,6 +103,7 @@ type Server struct {
 	anth    *anthropic
 	mux     *http.ServeMux
 	static  []*Deployment
+	ids     responseIDs
 	ownTr   *http.Transport                  // the transport New made, closed by Close; nil with Config.HTTPClient
 	proxy   func(*url.URL) (*url.URL, error) // HTTP_PROXY, HTTPS_PROXY, NO_PROXY as New found them
 
@@ -110,7 +115,7 @@ type Server struct {
 // New validates cfg and builds the Server. It does no I/O: call Start to load API-added
 // models.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, costs: cfg.Costs, limiter: cfg.Limiter}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, costs: cfg.Costs, limiter: cfg.Limiter, ids: newResponseIDs(cfg.ResponseIDKey)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -315,6 +320,10 @@ var Paths = []string{
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
+// PathPrefixes lists the route subtrees the Server answers: stored responses
+// (/v1/responses/{id}, its input_items).
+var PathPrefixes = []string{"/v1/responses/", "/responses/"}
+
 func (s *Server) routes() {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -341,6 +350,13 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/messages", call(callMessages))
 	for _, p := range []string{"/v1/responses", "/responses"} {
 		s.mux.Handle("POST "+p, call(callResponses))
+	}
+	for _, p := range []string{"/v1/responses/{id}", "/responses/{id}"} {
+		s.mux.Handle("GET "+p, h(func(w http.ResponseWriter, r *http.Request) error { return s.serveStoredResponse(w, r, "") }))
+		s.mux.Handle("DELETE "+p, h(func(w http.ResponseWriter, r *http.Request) error { return s.serveStoredResponse(w, r, "") }))
+		s.mux.Handle("GET "+p+"/input_items", h(func(w http.ResponseWriter, r *http.Request) error {
+			return s.serveStoredResponse(w, r, "/input_items")
+		}))
 	}
 	s.mux.Handle("POST /v1/messages/count_tokens", h(s.serveCountTokens))
 	for _, p := range []string{"/v1/models", "/models"} {
@@ -708,6 +724,15 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if err != nil {
 		return err
 	}
+	var pin *Deployment
+	if kind == callResponses {
+		if pin, err = s.previousResponse(c, body, ds); err != nil {
+			return err
+		}
+		if pin != nil {
+			ds = []*Deployment{pin}
+		}
+	}
 	// The request as a chat completion, for deployments that do not speak its API: the
 	// Messages API for OpenAI-compatible ones, the Responses API for anthropic/* ones.
 	var chatBody *reqBody
@@ -764,7 +789,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		}
 	}
 	var pr *result
-	at, err := s.router.route(ctx, ci.model, kind, ci.stream, override, func(ctx context.Context, d *Deployment) error {
+	at, err := s.router.route(ctx, ci.model, kind, ci.stream, pin, override, func(ctx context.Context, d *Deployment) error {
 		m := d.modelField()
 		if (kind == callMessages || kind == callResponses) && translated(d) {
 			if chatBody == nil { // a fallback to a model the request's own model does not have
@@ -808,6 +833,16 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	h["X-Litellm-Call-Id"] = []string{reqID} // canonical keys, set directly: no per-call canonicalizing
 	h["X-Litellm-Model-Id"] = []string{d.ID}
 	adm.SetHeaders(h)
+
+	if kind == callResponses && !translated(d) {
+		owner := c.owner()
+		rename := func(id string) string { return s.ids.issue(owner, d.ID, id) }
+		if rs, ok := pr.stream.(*responsesStream); ok {
+			rs.rename = rename
+		} else if pr.stream == nil {
+			pr.body = withID(pr.body, rename)
+		}
+	}
 
 	var u Usage
 	status := "success"

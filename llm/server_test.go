@@ -148,7 +148,13 @@ func (h *harness) post(path string, body any, hdr ...string) (*http.Response, []
 
 func (h *harness) get(path string, hdr ...string) (*http.Response, []byte) {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, h.http.URL+path, nil)
+	return h.send(http.MethodGet, path, hdr...)
+}
+
+// send sends a request without a body.
+func (h *harness) send(method, path string, hdr ...string) (*http.Response, []byte) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.http.URL+path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

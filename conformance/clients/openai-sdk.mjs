@@ -70,6 +70,15 @@ try {
     if (ev.type === 'response.completed') out.bridgedStream.usage = ev.response.usage;
   }
 
+  // The stored response: continued (previous_response_id), read back, its input items
+  // listed, deleted, all by the ID the gateway gave.
+  const again = await client.responses.create({ model: 'gpt', input: 'And then?', previous_response_id: resp.id, max_output_tokens: 16 });
+  const got = await client.responses.retrieve(resp.id);
+  const items = [];
+  for await (const it of client.responses.inputItems.list(resp.id)) items.push(it.id);
+  await client.responses.delete(resp.id);
+  out.stored = { id: resp.id, nextID: again.id, retrievedID: got.id, retrievedText: got.output_text, items };
+
   const models = [];
   for await (const m of client.models.list()) models.push(m.id);
   out.models = models.sort();
