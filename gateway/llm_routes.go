@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,10 +46,12 @@ var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/e
 //	  num_retries: 2
 //	  timeout: 600
 //	  fallbacks: [{gpt-4o: [gpt-4o-mini]}]
+//	  context_window_fallbacks: [{gpt-4o-mini: [gpt-4.1]}]
 //	  cooldown_time: 5
 //	  allowed_fails: 3
 //	  redis_url: redis://127.0.0.1:6379/0  # shared rate-limit counters (or redis_host/redis_port/redis_password)
-//	litellm_settings:
+//	litellm_settings:                      # num_retries, request_timeout and the fallbacks here
+//	                                       # count where router_settings has none, as in LiteLLM
 //	  budget_alert_webhook: https://...    # soft_budget crossings are POSTed here (cmd also
 //	                                       # maps general_settings.alerting: [webhook] + WEBHOOK_URL here)
 func (s *Server) llmRoutes(mux *http.ServeMux) {
@@ -123,9 +126,12 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := llm.RouterSettingsFromMap(s.cfg.RouterSettings)
+	rs, err := llm.RouterSettingsFromMap(MergedRouterSettings(s.cfg.RouterSettings, s.cfg.LiteLLMSettings))
 	if err != nil {
 		return nil, err
+	}
+	if unknown := llm.UnknownRouterSettings(s.cfg.RouterSettings, redisKeys...); len(unknown) > 0 {
+		s.log.Warn("router_settings: toolgate does not implement these keys; they have no effect", "keys", unknown)
 	}
 	if url := redisURL(s.cfg.RouterSettings, s.cfg.LiteLLMSettings); url != "" {
 		rl, err := budget.NewRedisLimiter(url, "")
@@ -166,6 +172,33 @@ func (s *Server) newLLMRuntime() (*llmRuntime, error) {
 	}
 	return rt, nil
 }
+
+// litellmRouterKeys are the router settings LiteLLM also takes from litellm_settings
+// (its module settings), with the router_settings key each becomes.
+var litellmRouterKeys = map[string]string{"num_retries": "num_retries", "request_timeout": "timeout",
+	"fallbacks": "fallbacks", "context_window_fallbacks": "context_window_fallbacks",
+	"content_policy_fallbacks": "content_policy_fallbacks", "default_fallbacks": "default_fallbacks",
+	"allowed_fails": "allowed_fails", "cooldown_time": "cooldown_time"}
+
+// MergedRouterSettings is router_settings with the router settings of litellm_settings
+// added where router_settings has none, as LiteLLM reads both: what the LLM routes use.
+func MergedRouterSettings(router, litellm map[string]any) map[string]any {
+	out := maps.Clone(router)
+	for from, to := range litellmRouterKeys {
+		if v, ok := litellm[from]; ok {
+			if _, set := out[to]; !set {
+				if out == nil {
+					out = map[string]any{}
+				}
+				out[to] = v
+			}
+		}
+	}
+	return out
+}
+
+// redisKeys are the router_settings keys redisURL reads.
+var redisKeys = []string{"redis_url", "redis_host", "redis_port", "redis_password"}
 
 // redisURL reads redis_url (or redis_host, redis_port, redis_password) from
 // router_settings, then litellm_settings.

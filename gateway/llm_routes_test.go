@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -443,5 +444,73 @@ func TestResponsesThroughGateway(t *testing.T) {
 	other := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "other"}), 200)["key"].(string)
 	if got := g.do(t, "GET", "/v1/responses/"+id, "", "Authorization", "Bearer "+other); got.status != 404 {
 		t.Errorf("GET another key's response: %d %s, want 404", got.status, got.body)
+	}
+}
+
+// TestUnknownRouterSettingsWarned: router_settings keys toolgate does not implement (from
+// LiteLLM configs, or misspelled) are named in a warning at start, so that a setting that
+// does nothing does not pass for one that works; keys it reads are not named.
+func TestUnknownRouterSettingsWarned(t *testing.T) {
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{"model_name": "gpt", "litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": "http://127.0.0.1:9", "api_key": "k"}}}
+		c.RouterSettings = map[string]any{"routing_strategy": "simple-shuffle", "context_window_fallbacks": []any{map[string]any{"gpt": []any{"gpt"}}},
+			"redis_password": "x", "enable_pre_call_checks": true, "model_group_alias": map[string]any{"gpt4": "gpt"}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	var warned []string
+	for _, line := range strings.Split(g.logs.String(), "\n") {
+		if strings.Contains(line, "router_settings") {
+			warned = append(warned, line)
+		}
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "enable_pre_call_checks") || !strings.Contains(warned[0], "model_group_alias") ||
+		strings.Contains(warned[0], "redis_password") || strings.Contains(warned[0], "context_window_fallbacks") || strings.Contains(warned[0], "routing_strategy") {
+		t.Errorf("warnings: %q, want one naming enable_pre_call_checks and model_group_alias only", warned)
+	}
+}
+
+// TestLiteLLMSettingsRouterKeys: fallbacks and num_retries under litellm_settings, where
+// many LiteLLM configs keep them, work as under router_settings, which wins when both set
+// a key.
+func TestLiteLLMSettingsRouterKeys(t *testing.T) {
+	var downCalls atomic.Int64
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		downCalls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":{"message":"overloaded","type":"server_error"}}`)
+	}))
+	defer down.Close()
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer good.Close()
+	for _, tc := range []struct {
+		name      string
+		router    map[string]any
+		wantCalls int64 // of the failing deployment: 1 + num_retries
+		wantModel string
+	}{
+		{"litellm_settings alone", nil, 1, "good"},
+		{"router_settings wins", map[string]any{"num_retries": 2, "retry_after": 0.001}, 3, "good"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			downCalls.Store(0)
+			g := newTestGateway(t, func(c *Config) {
+				c.ModelList = []map[string]any{
+					{"model_name": "down", "litellm_params": map[string]any{"model": "openai/x", "api_base": down.URL, "api_key": "k"}},
+					{"model_name": "good", "litellm_params": map[string]any{"model": "openai/x", "api_base": good.URL, "api_key": "k"}, "model_info": map[string]any{"id": "good"}},
+				}
+				c.RouterSettings = tc.router
+				c.LiteLLMSettings = map[string]any{"num_retries": 0, "fallbacks": []any{map[string]any{"down": []any{"good"}}}}
+			})
+			t.Cleanup(func() { g.s.llmClose() })
+			r := g.do(t, "POST", "/v1/chat/completions", `{"model":"down","messages":[{"role":"user","content":"hi"}]}`,
+				"Authorization", "Bearer "+testMasterKey, "Content-Type", "application/json")
+			if r.status != 200 || r.header.Get("X-Litellm-Model-Id") != tc.wantModel || downCalls.Load() != tc.wantCalls {
+				t.Errorf("%d from %q after %d calls to the failing model: %s; want 200 from %s after %d",
+					r.status, r.header.Get("X-Litellm-Model-Id"), downCalls.Load(), r.body, tc.wantModel, tc.wantCalls)
+			}
+		})
 	}
 }

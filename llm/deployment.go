@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -234,6 +237,26 @@ func fnum(v any) float64 {
 }
 
 func num(v any) int64 { return int64(fnum(v)) }
+
+// UnknownRouterSettings returns, sorted, the keys of a router_settings section that
+// RouterSettings does not read, leaving out those in also (keys the caller reads itself,
+// such as redis_url): LiteLLM settings toolgate does not implement, or misspellings.
+func UnknownRouterSettings(m map[string]any, also ...string) []string {
+	known := map[string]bool{}
+	t := reflect.TypeFor[RouterSettings]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	var out []string
+	for k := range m {
+		if !known[k] && !slices.Contains(also, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // RouterSettingsFromMap converts a generically decoded router_settings section (YAML or
 // JSON) to RouterSettings. Keys it does not know (redis_url and the like) are ignored.

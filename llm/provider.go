@@ -110,6 +110,7 @@ var errTruncated = &UpstreamError{Status: http.StatusBadGateway, Message: "the p
 type UpstreamError struct {
 	Status     int           // HTTP status; 0 when the request did not get an answer
 	Message    string        // the provider's error message, if it sent one
+	Code       string        // the provider's error code (error.code, else error.type), if it sent one
 	RetryAfter time.Duration // from Retry-After, if sent
 	Err        error         // transport error when Status is 0
 }
@@ -144,13 +145,69 @@ func upstreamError(resp *http.Response) *UpstreamError {
 // upstreamErrorOf builds an *UpstreamError from an error answer's status, Retry-After
 // header and body.
 func upstreamErrorOf(status int, retryAfter string, body []byte) *UpstreamError {
-	e := &UpstreamError{Status: status, Message: errorMessage(body)}
+	e := &UpstreamError{Status: status, Message: errorMessage(body), Code: errorCode(body)}
 	if retryAfter != "" {
 		if n, err := strconv.Atoi(retryAfter); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
 		}
 	}
 	return e
+}
+
+// errorCode extracts error.code (OpenAI), else error.type (Anthropic, and OpenAI's
+// broader class), from an error body; "" when it has neither as a string.
+func errorCode(b []byte) string {
+	var v struct {
+		Error struct {
+			Code any    `json:"code"`
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return ""
+	}
+	if c, ok := v.Error.Code.(string); ok && c != "" {
+		return c
+	}
+	return v.Error.Type
+}
+
+// errClass sorts the refusals that have fallbacks of their own.
+type errClass int
+
+const (
+	errOther         errClass = iota
+	errContextWindow          // the call is longer than the model's context window
+	errContentPolicy          // the provider's content policy refused the call
+)
+
+// classOf returns the class of a provider's refusal, from its code or, for providers that
+// send none, its message (OpenAI, Azure, Anthropic, vLLM and others word them so).
+func classOf(err error) errClass {
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || (ue.Status != http.StatusBadRequest && ue.Status != http.StatusRequestEntityTooLarge &&
+		ue.Status != http.StatusUnprocessableEntity) {
+		return errOther
+	}
+	switch ue.Code {
+	case "context_length_exceeded":
+		return errContextWindow
+	case "content_policy_violation", "content_filter":
+		return errContentPolicy
+	}
+	msg := strings.ToLower(ue.Message)
+	for _, s := range []string{"context length", "context window", "context_length_exceeded", "prompt is too long",
+		"input is too long", "too many tokens", "maximum number of tokens"} {
+		if strings.Contains(msg, s) {
+			return errContextWindow
+		}
+	}
+	for _, s := range []string{"content policy", "content management policy", "content_policy_violation", "content filter"} {
+		if strings.Contains(msg, s) {
+			return errContentPolicy
+		}
+	}
+	return errOther
 }
 
 // errorMessage extracts error.message (OpenAI, Anthropic) from an error body.

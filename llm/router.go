@@ -36,8 +36,18 @@ type RouterSettings struct {
 	// has started, a stream runs until it ends or the client leaves. If zero, Timeout.
 	StreamTimeout float64 `json:"stream_timeout" yaml:"stream_timeout"`
 	// Fallbacks lists, per model name, the model names tried in order when every attempt on
-	// the model failed: [{"gpt-4o": ["gpt-4o-mini", "claude"]}].
+	// the model failed: [{"gpt-4o": ["gpt-4o-mini", "claude"]}]. A "*" entry applies to
+	// model names without one of their own.
 	Fallbacks []map[string][]string `json:"fallbacks" yaml:"fallbacks"`
+	// DefaultFallbacks are the "*" entry of Fallbacks, when it has none.
+	DefaultFallbacks []string `json:"default_fallbacks" yaml:"default_fallbacks"`
+	// ContextWindowFallbacks lists, per model name, the model names tried in order when the
+	// provider refuses a call as longer than the model's context window, which retries and
+	// Fallbacks do not mend: [{"gpt-4o-mini": ["gpt-4.1"]}].
+	ContextWindowFallbacks []map[string][]string `json:"context_window_fallbacks" yaml:"context_window_fallbacks"`
+	// ContentPolicyFallbacks lists, per model name, the model names tried in order when the
+	// provider refuses a call by its content policy.
+	ContentPolicyFallbacks []map[string][]string `json:"content_policy_fallbacks" yaml:"content_policy_fallbacks"`
 	// CooldownTime is how long, in seconds, a failing deployment is skipped. If zero, 5.
 	CooldownTime float64 `json:"cooldown_time" yaml:"cooldown_time"`
 	// AllowedFails is how many consecutive failures put a deployment in cooldown; a 429
@@ -66,9 +76,12 @@ type Router struct {
 	allowed   int64
 	backoff   time.Duration
 	fallbacks map[string][]string
-	limiter   budget.Limiter
-	now       func() time.Time
-	tracer    trace.Tracer // nil: attempts are not traced
+	// special are the fallbacks for refusals of a class (errContextWindow,
+	// errContentPolicy), per model name.
+	special map[errClass]map[string][]string
+	limiter budget.Limiter
+	now     func() time.Time
+	tracer  trace.Tracer // nil: attempts are not traced
 
 	mu     sync.RWMutex
 	byName map[string][]*Deployment
@@ -104,10 +117,22 @@ func newRouter(s RouterSettings, limiter budget.Limiter, now func() time.Time) (
 	if r.allowed <= 0 {
 		r.allowed = 3
 	}
-	for _, m := range s.Fallbacks {
-		for k, v := range m {
-			r.fallbacks[k] = append(r.fallbacks[k], v...)
+	lists := func(ms []map[string][]string) map[string][]string {
+		out := map[string][]string{}
+		for _, m := range ms {
+			for k, v := range m {
+				out[k] = append(out[k], v...)
+			}
 		}
+		return out
+	}
+	r.fallbacks = lists(s.Fallbacks)
+	if _, ok := r.fallbacks["*"]; !ok && len(s.DefaultFallbacks) > 0 {
+		r.fallbacks["*"] = s.DefaultFallbacks
+	}
+	r.special = map[errClass]map[string][]string{
+		errContextWindow: lists(s.ContextWindowFallbacks),
+		errContentPolicy: lists(s.ContentPolicyFallbacks),
 	}
 	return r, nil
 }
@@ -177,8 +202,23 @@ func (r *Router) all() []*Deployment {
 }
 
 // candidates returns model followed by its fallbacks.
-func (r *Router) candidates(model string) []string {
-	return append([]string{model}, r.fallbacks[model]...)
+// fallbacksFor returns the model names to try after model failed: with a refusal of class
+// (too long, content policy), its fallbacks for that class when it has some (as LiteLLM's
+// router does), else its general fallbacks, else the "*" ones.
+func (r *Router) fallbacksFor(model string, class errClass) []string {
+	if fb, ok := r.special[class][model]; ok {
+		return fb
+	}
+	if fb, ok := r.fallbacks[model]; ok {
+		return fb
+	}
+	var out []string
+	for _, n := range r.fallbacks["*"] {
+		if n != model {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // pick chooses a deployment among ds, preferring ones not in tried and skipping cooling
@@ -325,16 +365,18 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin
 	call func(ctx context.Context, d *Deployment) error) (*attempt, error) {
 	var lastErr error
 	known := false
-	names := r.candidates(model)
-	if pin != nil {
-		names = names[:1]
-	}
-	for _, name := range names {
+	names := []string{model} // then the fallbacks that the model's failure chose
+	for i := 0; i < len(names); i++ {
+		name := names[i]
+		class := errOther
 		ds := r.deployments(name)
 		if pin != nil {
 			ds = []*Deployment{pin}
 		}
 		if len(ds) == 0 {
+			if i == 0 {
+				names = append(names, r.fallbacksFor(model, errOther)...)
+			}
 			continue
 		}
 		known = true
@@ -408,7 +450,11 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin
 				return nil, ctx.Err()
 			}
 			if !retryable(err) {
-				return nil, err
+				if class = classOf(err); class == errOther || pin != nil { // a bad request: no model mends it
+					return nil, err
+				}
+				lastErr = err // refused as too long or by content policy: on to its fallbacks
+				break
 			}
 			lastErr = err
 			r.failure(d, err)
@@ -424,6 +470,9 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin
 				case <-time.After(wait):
 				}
 			}
+		}
+		if i == 0 && pin == nil {
+			names = append(names, r.fallbacksFor(model, class)...)
 		}
 	}
 	if !known {

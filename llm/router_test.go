@@ -75,3 +75,29 @@ func TestEWMALatency(t *testing.T) {
 		t.Errorf("latency %v, want 80ms", got)
 	}
 }
+
+// TestClassOf: the refusals that have fallbacks of their own are told apart by the
+// provider's code or, without one, its words, as OpenAI, Azure, Anthropic and vLLM send
+// them; other errors, and these words in a retryable or non-4xx error, are not.
+func TestClassOf(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   errClass
+	}{
+		{400, `{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, errContextWindow},
+		{400, `{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}`, errContextWindow},
+		{400, `{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.","type":"BadRequestError","code":400}`, errContextWindow}, // vLLM: no error object
+		{400, `{"error":{"message":"Input is too long for requested model.","type":"invalid_request_error"}}`, errContextWindow},
+		{413, `{"error":{"message":"Request too large: too many tokens","type":"invalid_request_error"}}`, errContextWindow},
+		{400, `{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","code":"content_policy_violation"}}`, errContentPolicy},
+		{400, `{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400}}`, errContentPolicy},
+		{400, `{"error":{"message":"Invalid value for 'temperature': must be at most 2.","type":"invalid_request_error","code":"invalid_value"}}`, errOther},
+		{429, `{"error":{"message":"Request too large for gpt-4o: too many tokens per min","type":"tokens","code":"rate_limit_exceeded"}}`, errOther},
+		{500, `{"error":{"message":"context length","type":"server_error"}}`, errOther},
+	} {
+		if got := classOf(upstreamErrorOf(tc.status, "", []byte(tc.body))); got != tc.want {
+			t.Errorf("%d %s: class %d, want %d", tc.status, tc.body, got, tc.want)
+		}
+	}
+}

@@ -123,8 +123,8 @@ func (c *Config) Validate() error {
 	if c.MasterKey != "" && len(c.MasterKey) < 8 {
 		errs = append(errs, errors.New("master key must be at least 8 characters"))
 	}
-	if len(c.ModelList) > 0 || len(c.RouterSettings) > 0 {
-		errs = append(errs, validateLLM(c.ModelList, c.RouterSettings))
+	if router := gateway.MergedRouterSettings(c.RouterSettings, c.LiteLLMSettings); len(c.ModelList) > 0 || len(router) > 0 {
+		errs = append(errs, validateLLM(c.ModelList, router))
 	}
 	seen := map[string]bool{}
 	for _, s := range c.MCPServers {

@@ -1,0 +1,92 @@
+package llm_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/toolgate/toolgate/llm"
+)
+
+// refuser answers every call with status and body, counting calls.
+func refuser(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(s.Close)
+	return s, &n
+}
+
+// TestRefusalFallbacks: a call the provider refuses as longer than the context window goes
+// to the model's context_window_fallbacks, one refused by content policy to its
+// content_policy_fallbacks, each without retrying the refusal or cooling the deployment
+// down; without such a list, the general fallbacks apply (as in LiteLLM). A plainly bad
+// request falls back nowhere. default_fallbacks (and a "*" entry) serve models without
+// fallbacks of their own.
+func TestRefusalFallbacks(t *testing.T) {
+	tooLong, longCalls := refuser(t, 400, `{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`)
+	policy, policyCalls := refuser(t, 400, `{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","code":"content_policy_violation"}}`)
+	bad, badCalls := refuser(t, 400, `{"error":{"message":"Invalid value for 'temperature'.","type":"invalid_request_error","code":"invalid_value"}}`)
+	down, _ := refuser(t, 503, `{"error":{"message":"overloaded","type":"server_error"}}`)
+	big, general := newFakeOpenAI(t), newFakeOpenAI(t)
+	two := 2
+	models := []llm.ModelConfig{
+		model("small", tooLong.URL, map[string]any{"id": "small"}),
+		model("small-general", tooLong.URL, map[string]any{"id": "small-general"}),
+		model("strict", policy.URL, map[string]any{"id": "strict"}),
+		model("bad", bad.URL, map[string]any{"id": "bad"}),
+		model("down", down.URL, map[string]any{"id": "down"}),
+		model("big", big.URL, map[string]any{"id": "big"}),
+		model("general", general.URL, map[string]any{"id": "general"}),
+	}
+	rs := llm.RouterSettings{NumRetries: &two, RetryAfter: 0.001, AllowedFails: 1, CooldownTime: 60,
+		Fallbacks:              []map[string][]string{{"small": {"general"}}, {"small-general": {"general"}}, {"bad": {"general"}}},
+		ContextWindowFallbacks: []map[string][]string{{"small": {"big"}}},
+		ContentPolicyFallbacks: []map[string][]string{{"strict": {"big"}}},
+		DefaultFallbacks:       []string{"general"},
+	}
+	h := newHarness(t, harnessOpts{models: models, router: rs})
+	for _, tc := range []struct {
+		model, answeredBy string
+		calls             *atomic.Int64 // of the refusing deployment: 1 per call, refusals are not retried
+	}{
+		{"small", "big", longCalls},
+		{"small", "big", longCalls}, // not cooled down: a refusal is not a failure of the deployment
+		{"small-general", "general", longCalls},
+		{"strict", "big", policyCalls},
+		{"down", "general", nil},
+	} {
+		before := int64(0)
+		if tc.calls != nil {
+			before = tc.calls.Load()
+		}
+		resp, body := h.post("/v1/chat/completions", chat(tc.model))
+		if resp.StatusCode != 200 || resp.Header.Get("x-litellm-model-id") != tc.answeredBy {
+			t.Errorf("%s: %d from %q: %s; want an answer from %s", tc.model, resp.StatusCode, resp.Header.Get("x-litellm-model-id"), body, tc.answeredBy)
+		}
+		if tc.calls != nil && tc.calls.Load() != before+1 {
+			t.Errorf("%s: the refusing deployment got %d calls, want 1", tc.model, tc.calls.Load()-before)
+		}
+	}
+	if general.calls.Load() != 2 || big.calls.Load() != 3 {
+		t.Errorf("fallback calls: general %d, big %d; want 2 and 3", general.calls.Load(), big.calls.Load())
+	}
+
+	resp, body := h.post("/v1/chat/completions", chat("bad"))
+	if _, _, msg, _ := errorOf(t, body); resp.StatusCode != 400 || msg != "Invalid value for 'temperature'." || badCalls.Load() != 1 || general.calls.Load() != 2 {
+		t.Errorf("bad request: %d %s after %d calls (general %d); want the provider's 400, once, and no fallback",
+			resp.StatusCode, body, badCalls.Load(), general.calls.Load())
+	}
+
+	h2 := newHarness(t, harnessOpts{models: models, router: llm.RouterSettings{RetryAfter: 0.001,
+		Fallbacks: []map[string][]string{{"*": {"big"}}}, DefaultFallbacks: []string{"general"}}})
+	if resp, body := h2.post("/v1/chat/completions", chat("small")); resp.StatusCode != 200 || resp.Header.Get("x-litellm-model-id") != "big" {
+		t.Errorf(`with fallbacks "*": %d from %q: %s; want big (it wins over default_fallbacks)`, resp.StatusCode, resp.Header.Get("x-litellm-model-id"), body)
+	}
+}
