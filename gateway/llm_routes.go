@@ -33,7 +33,7 @@ var llmRuntimes sync.Map // *Server -> *llmRuntime
 
 // userRoutes are the LLM routes any valid principal may call; the rest (/model/new,
 // /model/update, /model/delete) stay admin-only.
-var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
+var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/embeddings", "/embeddings",
 	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens",
 	"/v1/responses", "/responses", "/v1/models", "/models", "/model/info", "/v1/model/info", "/spend/logs"}
 

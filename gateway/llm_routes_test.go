@@ -514,3 +514,25 @@ func TestLiteLLMSettingsRouterKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestTextCompletionsThroughGateway: a virtual key (not an admin) reaches /v1/completions
+// and /completions, and the call is charged to it.
+func TestTextCompletionsThroughGateway(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"text":"ok","index":0,"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`)
+	}))
+	defer up.Close()
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{{"model_name": "instruct", "litellm_params": map[string]any{"model": "openai/x", "api_base": up.URL, "api_key": "k"},
+			"model_info": map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02}}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "completer", "max_budget": 10}), 200)["key"].(string)
+	for _, p := range []string{"/v1/completions", "/completions"} {
+		if r := g.do(t, "POST", p, `{"model":"instruct","prompt":"hi","max_tokens":5}`, "Authorization", "Bearer "+key, "Content-Type", "application/json"); r.status != 200 {
+			t.Fatalf("%s: %d %s", p, r.status, r.body)
+		}
+	}
+	waitKeySpend(t, g, "completer", 0.4) // twice 10×0.01 + 5×0.02
+}

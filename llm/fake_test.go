@@ -110,6 +110,9 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case strings.HasSuffix(r.URL.Path, "/completions") && !strings.HasSuffix(r.URL.Path, "/chat/completions"):
+		f.serveTextCompletion(w, body, model)
+		return
 	case strings.HasSuffix(r.URL.Path, "/responses"):
 		f.serveResponses(w, body, model)
 		return
@@ -341,4 +344,26 @@ func (f *fakeAnthropic) body() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lastBody
+}
+
+// serveTextCompletion answers a legacy text completion, streamed as f.chunks text chunks
+// (and a usage chunk when withUsage) when asked.
+func (f *fakeOpenAI) serveTextCompletion(w http.ResponseWriter, body map[string]any, model string) {
+	if s, _ := body["stream"].(bool); !s {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"cmpl-1","object":"text_completion","created":1,"model":%q,"choices":[{"text":"hello there","index":0,"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":%d,"total_tokens":%d}}`,
+			model, f.completion, 12+f.completion)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl := w.(http.Flusher)
+	for i := range f.chunks {
+		fmt.Fprintf(w, "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":%q,\"choices\":[{\"text\":\"abcdefgh%d\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n", model, i%10)
+		fl.Flush()
+	}
+	fmt.Fprintf(w, "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":%q,\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n", model)
+	if f.withUsage {
+		fmt.Fprintf(w, "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":%q,\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", model, f.completion, 12+f.completion)
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
 }

@@ -46,6 +46,8 @@ func (p *openAI) endpoint(d *Deployment, kind string) string {
 	switch kind {
 	case callChat:
 		path = "/chat/completions"
+	case callCompletions:
+		path = "/completions"
 	case callEmbeddings:
 		path = "/embeddings"
 	case callImages:
@@ -100,7 +102,11 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		if kind == callResponses {
 			return &result{native: true, stream: &responsesStream{sseBody: newSSEBody(resp.Body)}}, nil
 		}
-		return &result{stream: &openAIStream{sseBody: newSSEBody(resp.Body)}}, nil
+		st := &openAIStream{sseBody: newSSEBody(resp.Body), keys: contentKeys}
+		if kind == callCompletions {
+			st.keys = textKeys
+		}
+		return &result{stream: st}, nil
 	}
 	out, err := p.tr.call(ctx, d, p.endpoint(d, kind), h, contentType, b)
 	if err != nil {
@@ -223,7 +229,8 @@ func leadingObject(b []byte) []byte {
 // and counting content bytes for the fallback estimate.
 type openAIStream struct {
 	sseBody
-	finished  bool // a choice has had its finish_reason
+	keys      [][]byte // the chunk fields whose string values are generated text
+	finished  bool     // a choice has had its finish_reason
 	got       Usage
 	hasUsage  bool
 	contentSz int
@@ -255,18 +262,22 @@ func (s *openAIStream) next() ([]byte, error) {
 			}
 		}
 	}
-	s.contentSz += contentBytes(data)
+	s.contentSz += contentBytes(data, s.keys)
 	return data, nil
 }
 
-// contentKeys are the chunk fields whose string values are generated text.
-var contentKeys = [][]byte{[]byte(`"content":`), []byte(`"reasoning_content":`), []byte(`"arguments":`), []byte(`"name":`)}
+// contentKeys are a chat chunk's fields whose string values are generated text; textKeys
+// a text completion chunk's.
+var (
+	contentKeys = [][]byte{[]byte(`"content":`), []byte(`"reasoning_content":`), []byte(`"arguments":`), []byte(`"name":`)}
+	textKeys    = [][]byte{[]byte(`"text":`)}
+)
 
-// contentBytes sums the lengths of the generated-text string values in a chunk, without
-// decoding it: the fallback estimate needs only their size.
-func contentBytes(data []byte) int {
+// contentBytes sums the lengths of the string values of keys in a chunk, without decoding
+// it: the fallback estimate needs only their size.
+func contentBytes(data []byte, keys [][]byte) int {
 	n := 0
-	for _, k := range contentKeys {
+	for _, k := range keys {
 		rest := data
 		for {
 			i := bytes.Index(rest, k)

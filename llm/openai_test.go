@@ -46,7 +46,7 @@ func TestContentBytes(t *testing.T) {
 		{`{"choices":[{"delta":{"content":"unterminated`, 12},
 	}
 	for _, tc := range tests {
-		if got := contentBytes([]byte(tc.chunk)); got != tc.want {
+		if got := contentBytes([]byte(tc.chunk), contentKeys); got != tc.want {
 			t.Errorf("contentBytes(%s) = %d, want %d", tc.chunk, got, tc.want)
 		}
 	}

@@ -67,6 +67,9 @@ const (
 	// callResponses is OpenAI's Responses API, served by OpenAI-compatible deployments: the
 	// body and the answer pass through in its wire format.
 	callResponses = "responses"
+	// callCompletions is OpenAI's legacy text completions (/v1/completions), which
+	// OpenAI-compatible servers still serve for instruct and fill-in-the-middle models.
+	callCompletions = "text_completion"
 )
 
 // provider is one vendor's wire protocol. Implementations are safe for concurrent use.

@@ -314,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 // Paths lists the routes the Server answers, for the gateway's mux.
 var Paths = []string{
-	"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
+	"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/embeddings", "/embeddings",
 	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens",
 	"/v1/responses", "/responses", "/v1/models", "/models",
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
@@ -337,6 +337,9 @@ func (s *Server) routes() {
 	}
 	for _, p := range []string{"/v1/chat/completions", "/chat/completions"} {
 		s.mux.Handle("POST "+p, call(callChat))
+	}
+	for _, p := range []string{"/v1/completions", "/completions"} {
+		s.mux.Handle("POST "+p, call(callCompletions))
 	}
 	for _, p := range []string{"/v1/embeddings", "/embeddings"} {
 		s.mux.Handle("POST "+p, call(callEmbeddings))
@@ -422,6 +425,15 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		}
 	} else if kind == callEmbeddings {
 		ci.prompt = promptTokens(len(body.get("input")))
+	} else if kind == callCompletions {
+		ci.stream = body.flag("stream")
+		if len(body.get("prompt")) == 0 {
+			return nil, badRequest("prompt", "prompt is required")
+		}
+		ci.prompt = promptTokens(len(body.get("prompt"))) + promptTokens(len(body.get("suffix")))
+		if n, ok := body.integer("max_tokens"); ok && n > 0 {
+			ci.maxTokens = n
+		}
 	} else if kind == callResponses {
 		ci.stream = body.flag("stream")
 		if body.flag("background") {
@@ -438,13 +450,18 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		ci.size, _ = body.text("size")
 		ci.prompt = promptTokens(len(body.get("prompt")))
 	}
-	if kind == callImages || kind == callImageEdits || kind == callChat {
-		if v := body.get("n"); len(v) > 0 && string(v) != "null" {
-			n, ok := body.integer("n")
-			if !ok || n < 1 || n > 128 {
-				return nil, badRequest("n", "n must be an integer from 1 to 128")
+	if kind == callImages || kind == callImageEdits || kind == callChat || kind == callCompletions {
+		for _, name := range []string{"n", "best_of"} { // best_of: generated and billed, not all returned
+			if name == "best_of" && kind != callCompletions {
+				break
 			}
-			ci.n = int(n)
+			if v := body.get(name); len(v) > 0 && string(v) != "null" {
+				n, ok := body.integer(name)
+				if !ok || n < 1 || n > 128 {
+					return nil, badRequest(name, name+" must be an integer from 1 to 128")
+				}
+				ci.n = max(ci.n, int(n))
+			}
 		}
 	}
 	var tags []string
@@ -863,7 +880,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 		u, images = pr.usage, pr.images
 		if u.PromptTokens == 0 && u.CompletionTokens == 0 && !d.Price.IsImage() {
 			u = Usage{PromptTokens: ci.prompt}
-			if kind == callChat || kind == callResponses {
+			if kind == callChat || kind == callResponses || kind == callCompletions {
 				u.CompletionTokens = estimateTokens(len(pr.body) - 200)
 			}
 			u.TotalTokens = u.PromptTokens + u.CompletionTokens
@@ -927,7 +944,8 @@ type callMetadata struct {
 }
 
 var callTypes = map[string]string{callChat: store.CallCompletion, callEmbeddings: store.CallEmbedding, callImages: store.CallImageGeneration,
-	callImageEdits: store.CallImageEdit, callMessages: store.CallAnthropicMessages, callResponses: store.CallResponses}
+	callImageEdits: store.CallImageEdit, callMessages: store.CallAnthropicMessages, callResponses: store.CallResponses,
+	callCompletions: store.CallTextCompletion}
 
 func (s *Server) writeLog(ctx context.Context, l *store.SpendLog) {
 	if s.cfg.SpendLog == nil {

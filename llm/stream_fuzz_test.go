@@ -27,7 +27,7 @@ func FuzzStreamPassThrough(f *testing.F) {
 		streams := map[string]chunkStream{
 			"messages":  &messagesStream{sseBody: newSSEBody(io.NopCloser(bytes.NewReader(in)))},
 			"responses": &responsesStream{sseBody: newSSEBody(io.NopCloser(bytes.NewReader(in)))},
-			"openai":    &openAIStream{sseBody: newSSEBody(io.NopCloser(bytes.NewReader(in)))},
+			"openai":    &openAIStream{sseBody: newSSEBody(io.NopCloser(bytes.NewReader(in))), keys: contentKeys},
 		}
 		for name, st := range streams {
 			ref := newSSEReader(bytes.NewReader(in))

@@ -33,7 +33,7 @@ func injectTrace(ctx context.Context, h http.Header) {
 // genAIOperation is gen_ai.operation.name for each call kind. Images have no name in the
 // conventions; theirs are custom values, as the conventions allow.
 var genAIOperation = map[string]string{callChat: "chat", callMessages: "chat", callResponses: "chat", callEmbeddings: "embeddings",
-	callImages: "image_generation", callImageEdits: "image_edit"}
+	callImages: "image_generation", callImageEdits: "image_edit", callCompletions: "text_completion"}
 
 // genAIProvider is gen_ai.provider.name for the provider prefixes the conventions name;
 // others are reported as their prefix.

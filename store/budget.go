@@ -87,7 +87,10 @@ const (
 	CallAnthropicMessages = "anthropic_messages"
 	// CallResponses is a call to /v1/responses (OpenAI's Responses API).
 	CallResponses = "responses"
-	CallMCPTool   = "mcp_tool_call"
+	// CallTextCompletion is a call to /v1/completions (legacy text completions), LiteLLM's
+	// "text_completion".
+	CallTextCompletion = "text_completion"
+	CallMCPTool        = "mcp_tool_call"
 )
 
 // SpendLog is one row per LLM request or MCP tool call.
