@@ -454,7 +454,7 @@ func TestUnknownRouterSettingsWarned(t *testing.T) {
 	g := newTestGateway(t, func(c *Config) {
 		c.ModelList = []map[string]any{{"model_name": "gpt", "litellm_params": map[string]any{"model": "openai/gpt-x", "api_base": "http://127.0.0.1:9", "api_key": "k"}}}
 		c.RouterSettings = map[string]any{"routing_strategy": "simple-shuffle", "context_window_fallbacks": []any{map[string]any{"gpt": []any{"gpt"}}},
-			"redis_password": "x", "enable_pre_call_checks": true, "model_group_alias": map[string]any{"gpt4": "gpt"}}
+			"redis_password": "x", "enable_pre_call_checks": true, "routing_strategy_args": map[string]any{"ttl": 60}}
 	})
 	t.Cleanup(func() { g.s.llmClose() })
 	var warned []string
@@ -463,9 +463,9 @@ func TestUnknownRouterSettingsWarned(t *testing.T) {
 			warned = append(warned, line)
 		}
 	}
-	if len(warned) != 1 || !strings.Contains(warned[0], "enable_pre_call_checks") || !strings.Contains(warned[0], "model_group_alias") ||
-		strings.Contains(warned[0], "redis_password") || strings.Contains(warned[0], "context_window_fallbacks") || strings.Contains(warned[0], "routing_strategy") {
-		t.Errorf("warnings: %q, want one naming enable_pre_call_checks and model_group_alias only", warned)
+	if len(warned) != 1 || !strings.Contains(warned[0], "enable_pre_call_checks") || !strings.Contains(warned[0], "routing_strategy_args") ||
+		strings.Contains(warned[0], "redis_password") || strings.Contains(warned[0], "context_window_fallbacks") || strings.Contains(warned[0], `"routing_strategy"`) {
+		t.Errorf("warnings: %q, want one naming enable_pre_call_checks and routing_strategy_args only", warned)
 	}
 }
 

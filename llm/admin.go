@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/toolgate/toolgate/llm/budget"
@@ -28,6 +30,12 @@ func (s *Server) serveModels(w http.ResponseWriter, r *http.Request) error {
 			data = append(data, model{ID: n, Object: "model", Created: 1677610602, OwnedBy: "openai"})
 		}
 	}
+	for alias, target := range s.router.listedAliases() {
+		if c.MayUse(alias) || c.MayUse(target) {
+			data = append(data, model{ID: alias, Object: "model", Created: 1677610602, OwnedBy: "openai"})
+		}
+	}
+	slices.SortFunc(data, func(a, b model) int { return strings.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 	return nil
 }

@@ -1,9 +1,11 @@
 package llm_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -88,5 +90,55 @@ func TestRefusalFallbacks(t *testing.T) {
 		Fallbacks: []map[string][]string{{"*": {"big"}}}, DefaultFallbacks: []string{"general"}}})
 	if resp, body := h2.post("/v1/chat/completions", chat("small")); resp.StatusCode != 200 || resp.Header.Get("x-litellm-model-id") != "big" {
 		t.Errorf(`with fallbacks "*": %d from %q: %s; want big (it wins over default_fallbacks)`, resp.StatusCode, resp.Header.Get("x-litellm-model-id"), body)
+	}
+}
+
+// TestModelGroupAlias: a call to a model_group_alias is the model's call (its deployments,
+// its spend log row); a key may make it when it may use either name; /v1/models lists the
+// alias unless it is hidden; a model name is never taken for an alias; a malformed alias
+// is refused at start, named.
+func TestModelGroupAlias(t *testing.T) {
+	up := newFakeOpenAI(t)
+	rs := llm.RouterSettings{ModelGroupAlias: map[string]any{"gpt-4": "gpt", "secret": map[string]any{"model": "gpt", "hidden": true}, "other": "gpt"}}
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil), model("other", up.URL, nil)}, router: rs})
+	for _, tc := range []struct {
+		keyModels []string
+		model     string
+		status    int
+		upstream  string
+	}{
+		{nil, "gpt-4", 200, "upstream-gpt"},
+		{nil, "secret", 200, "upstream-gpt"},
+		{nil, "other", 200, "upstream-other"}, // a model of its own: not the alias
+		{[]string{"gpt-4"}, "gpt-4", 200, "upstream-gpt"},
+		{[]string{"gpt"}, "gpt-4", 200, "upstream-gpt"},
+		{[]string{"gpt-4"}, "gpt", 401, ""},
+		{[]string{"other"}, "gpt-4", 401, ""},
+	} {
+		h.caller.Models = tc.keyModels
+		resp, body := h.post("/v1/chat/completions", chat(tc.model))
+		if resp.StatusCode != tc.status || (tc.status == 200 && up.body()["model"] != tc.upstream) {
+			t.Errorf("key models %v, model %s: %d %s (provider got %v); want %d on %s", tc.keyModels, tc.model, resp.StatusCode, body, up.body()["model"], tc.status, tc.upstream)
+		}
+	}
+	h.flush()
+	if logs := h.logs(); len(logs) == 0 || logs[0].Model != "gpt" {
+		t.Errorf("spend row model %q, want the model the alias stands for", logs[0].Model)
+	}
+	h.caller.Models = nil
+	_, body := h.get("/v1/models")
+	var list struct{ Data []struct{ ID string } }
+	_ = json.Unmarshal(body, &list)
+	var ids []string
+	for _, m := range list.Data {
+		ids = append(ids, m.ID)
+	}
+	if got := strings.Join(ids, ","); got != "gpt,gpt-4,other" {
+		t.Errorf("/v1/models: %s, want gpt,gpt-4,other (secret hidden)", got)
+	}
+
+	_, err := llm.New(llm.Config{Router: llm.RouterSettings{ModelGroupAlias: map[string]any{"gpt-4": 5}}})
+	if err == nil || !strings.Contains(err.Error(), "model_group_alias.gpt-4") {
+		t.Errorf("malformed alias: %v, want an error naming it", err)
 	}
 }

@@ -518,7 +518,7 @@ func (s *Server) serveCountTokens(w http.ResponseWriter, r *http.Request) error 
 	if model == "" {
 		return badRequest("model", "model is required")
 	}
-	ds, err := s.modelFor(c, model)
+	_, ds, err := s.modelFor(c, model)
 	if err != nil {
 		return err
 	}

@@ -187,7 +187,7 @@ func (s *Server) storedResponse(c *Caller, id, param string) (*Deployment, strin
 	if d.Provider == "anthropic" { // changed since: translated calls are stored nowhere
 		return nil, "", notFound("its deployment no longer serves the Responses API natively")
 	}
-	if _, err := s.modelFor(c, d.ModelName); err != nil {
+	if _, _, err := s.modelFor(c, d.ModelName); err != nil {
 		return nil, "", err
 	}
 	return d, upstream, nil

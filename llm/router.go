@@ -48,6 +48,11 @@ type RouterSettings struct {
 	// ContentPolicyFallbacks lists, per model name, the model names tried in order when the
 	// provider refuses a call by its content policy.
 	ContentPolicyFallbacks []map[string][]string `json:"content_policy_fallbacks" yaml:"content_policy_fallbacks"`
+	// ModelGroupAlias maps other names to model names: {"gpt-4": "gpt-4o"}, or
+	// {"gpt-4": {"model": "gpt-4o", "hidden": true}} to leave the alias out of /v1/models.
+	// A call to an alias is the model's call (its deployments, fallbacks, spend log);
+	// a key may make it when it may use either name. A model name is never an alias.
+	ModelGroupAlias map[string]any `json:"model_group_alias" yaml:"model_group_alias"`
 	// CooldownTime is how long, in seconds, a failing deployment is skipped. If zero, 5.
 	CooldownTime float64 `json:"cooldown_time" yaml:"cooldown_time"`
 	// AllowedFails is how many consecutive failures put a deployment in cooldown; a 429
@@ -79,6 +84,7 @@ type Router struct {
 	// special are the fallbacks for refusals of a class (errContextWindow,
 	// errContentPolicy), per model name.
 	special map[errClass]map[string][]string
+	aliases map[string]modelAlias
 	limiter budget.Limiter
 	now     func() time.Time
 	tracer  trace.Tracer // nil: attempts are not traced
@@ -130,6 +136,21 @@ func newRouter(s RouterSettings, limiter budget.Limiter, now func() time.Time) (
 	if _, ok := r.fallbacks["*"]; !ok && len(s.DefaultFallbacks) > 0 {
 		r.fallbacks["*"] = s.DefaultFallbacks
 	}
+	r.aliases = map[string]modelAlias{}
+	for name, v := range s.ModelGroupAlias {
+		var a modelAlias
+		switch v := v.(type) {
+		case string:
+			a.model = v
+		case map[string]any:
+			a.model, _ = v["model"].(string)
+			a.hidden, _ = v["hidden"].(bool)
+		}
+		if a.model == "" || a.model == name {
+			return nil, fmt.Errorf("router_settings.model_group_alias.%s: want a model name, or {model: name, hidden: true}", name)
+		}
+		r.aliases[name] = a
+	}
 	r.special = map[errClass]map[string][]string{
 		errContextWindow: lists(s.ContextWindowFallbacks),
 		errContentPolicy: lists(s.ContentPolicyFallbacks),
@@ -174,6 +195,33 @@ func (r *Router) deployments(model string) []*Deployment {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.byName[model]
+}
+
+// modelAlias is a model_group_alias entry.
+type modelAlias struct {
+	model  string
+	hidden bool // not listed by /v1/models
+}
+
+// resolve returns the model name that name stands for: name itself when it has
+// deployments or is no alias.
+func (r *Router) resolve(name string) string {
+	a, ok := r.aliases[name]
+	if !ok || len(r.deployments(name)) > 0 {
+		return name
+	}
+	return a.model
+}
+
+// listedAliases returns the aliases /v1/models lists, with the model each stands for.
+func (r *Router) listedAliases() map[string]string {
+	out := map[string]string{}
+	for name, a := range r.aliases {
+		if !a.hidden && len(r.deployments(name)) == 0 {
+			out[name] = a.model
+		}
+	}
+	return out
 }
 
 // deployment returns the deployment with ID id, or nil.

@@ -631,18 +631,20 @@ func refuseCredentials(body *reqBody) error {
 	return nil
 }
 
-// modelFor returns model's deployments, or the error for a caller whose key may not use it
-// or a model that does not exist.
-func (s *Server) modelFor(c *Caller, model string) ([]*Deployment, error) {
-	if !c.MayUse(model) {
-		return nil, &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
+// modelFor returns the model name that model stands for (model_group_alias) and its
+// deployments, or the error for a caller whose key may use neither name, or a model that
+// does not exist.
+func (s *Server) modelFor(c *Caller, model string) (string, []*Deployment, error) {
+	target := s.router.resolve(model)
+	if !c.MayUse(model) && (target == model || !c.MayUse(target)) {
+		return "", nil, &requestError{status: http.StatusUnauthorized, typ: "key_model_access_denied", param: "model",
 			msg: fmt.Sprintf("key not allowed to access model. This key can only access models=%v. Tried to access %s", c.Models, model)}
 	}
-	ds := s.router.deployments(model)
+	ds := s.router.deployments(target)
 	if len(ds) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownModel, model)
+		return "", nil, fmt.Errorf("%w: %s", ErrUnknownModel, model)
 	}
-	return ds, nil
+	return target, ds, nil
 }
 
 // estimate is the amount to reserve: the highest estimate among the model's deployments,
@@ -737,8 +739,8 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	if err != nil {
 		return err
 	}
-	ds, err := s.modelFor(c, ci.model)
-	if err != nil {
+	var ds []*Deployment
+	if ci.model, ds, err = s.modelFor(c, ci.model); err != nil {
 		return err
 	}
 	var pin *Deployment
