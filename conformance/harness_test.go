@@ -554,6 +554,9 @@ func startGoSSEUpstream(tb testing.TB) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = sse.Shutdown(ctx)
+		// Stop accepting first, or the gateway's pool reconnects between killing the
+		// connections and Close, which then waits for that stream forever.
+		ts.Listener.Close()
 		ts.CloseClientConnections()
 		ts.Close()
 	})

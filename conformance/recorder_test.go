@@ -45,6 +45,7 @@ func newRecorder(tb testing.TB, base string) *recorder {
 		rp.ServeHTTP(w, r)
 	}))
 	tb.Cleanup(func() {
+		rec.srv.Listener.Close() // first: a client reconnecting in between would hold Close forever
 		rec.srv.CloseClientConnections()
 		rec.srv.Close()
 	})

@@ -515,6 +515,7 @@ func newHangingServer(t *testing.T, release chan struct{}) string {
 		default:
 			close(release)
 		}
+		hs.Listener.Close() // first: a client reconnecting in between would hold Close forever
 		hs.CloseClientConnections()
 		hs.Close()
 	})
