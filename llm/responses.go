@@ -174,7 +174,11 @@ func (s *Server) storedResponse(c *Caller, id, param string) (*Deployment, strin
 		if param != "" {
 			status = http.StatusBadRequest // as OpenAI answers an unknown previous_response_id
 		}
-		return &requestError{status: status, param: param, msg: fmt.Sprintf("Response with id '%s' not found: %s", id, why)}
+		shown := id
+		if len(shown) > 200 {
+			shown = shown[:200] + "..."
+		}
+		return &requestError{status: status, param: param, msg: fmt.Sprintf("Response with id '%s' not found: %s", shown, why)}
 	}
 	dep, upstream, ok := s.ids.read(c.owner(), id)
 	if !ok {

@@ -249,7 +249,6 @@ func (r *Router) all() []*Deployment {
 	return out
 }
 
-// candidates returns model followed by its fallbacks.
 // fallbacksFor returns the model names to try after model failed: with a refusal of class
 // (too long, content policy), its fallbacks for that class when it has some (as LiteLLM's
 // router does), else its general fallbacks, else the "*" ones.

@@ -451,10 +451,11 @@ func parseCall(body *reqBody, kind string, header http.Header) (*callInfo, error
 		ci.prompt = promptTokens(len(body.get("prompt")))
 	}
 	if kind == callImages || kind == callImageEdits || kind == callChat || kind == callCompletions {
-		for _, name := range []string{"n", "best_of"} { // best_of: generated and billed, not all returned
-			if name == "best_of" && kind != callCompletions {
-				break
-			}
+		counts := []string{"n"}
+		if kind == callCompletions {
+			counts = append(counts, "best_of") // generated and billed, though only n come back
+		}
+		for _, name := range counts {
 			if v := body.get(name); len(v) > 0 && string(v) != "null" {
 				n, ok := body.integer(name)
 				if !ok || n < 1 || n > 128 {
