@@ -157,6 +157,64 @@ func (b reqBody) limits(l *store.Limits) error {
 	return nil
 }
 
+// maxModelBudgets bounds the models one key may cap.
+const maxModelBudgets = 100
+
+// modelMaxBudget decodes model_max_budget (null: no caps), in LiteLLM's shape,
+// {"gpt-4o": {"budget_limit": 10, "time_period": "30d"}}, where budget_limit may also be a
+// numeric string, or its older one, {"gpt-4o": 10}.
+func (b reqBody) modelMaxBudget() (map[string]store.ModelBudget, error) {
+	const f = "model_max_budget"
+	var raw map[string]json.RawMessage
+	if _, err := b.get(f, &raw); err != nil {
+		return nil, err
+	}
+	if len(raw) > maxModelBudgets {
+		return nil, badRequest(f, "%s: at most %d models", f, maxModelBudgets)
+	}
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]store.ModelBudget, len(raw))
+	for model, v := range raw {
+		if strings.TrimSpace(model) == "" {
+			return nil, badRequest(f, "%s: a model name is empty", f)
+		}
+		var c struct {
+			Limit  json.RawMessage `json:"budget_limit"`
+			Period string          `json:"time_period"`
+		}
+		limit := v
+		if t := bytes.TrimSpace(v); len(t) > 0 && t[0] == '{' {
+			dec := json.NewDecoder(bytes.NewReader(t))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&c); err != nil {
+				return nil, badRequest(f, "%s.%s: want {\"budget_limit\": dollars, \"time_period\": \"30d\"}: %v", f, model, err)
+			}
+			limit = c.Limit
+		}
+		var n json.Number
+		if s := bytes.TrimSpace(limit); len(s) > 0 && s[0] == '"' { // "0.5", as LiteLLM's docs send it
+			var str string
+			_ = json.Unmarshal(s, &str)
+			n = json.Number(strings.TrimSpace(str))
+		} else if err := json.Unmarshal(limit, &n); err != nil {
+			n = ""
+		}
+		dollars, err := n.Float64()
+		if err != nil || dollars < 0 || math.IsInf(dollars, 0) {
+			return nil, badRequest(f, "%s.%s: budget_limit must be a number of dollars, not negative", f, model)
+		}
+		if c.Period != "" {
+			if _, err := parseLiteLLMDuration(c.Period); err != nil {
+				return nil, badRequest(f, "%s.%s.time_period: %v", f, model, err)
+			}
+		}
+		out[model] = store.ModelBudget{MaxBudget: dollars, Duration: c.Period}
+	}
+	return out, nil
+}
+
 // permission decodes object_permission (null or absent: the zero value).
 func (b reqBody) permission() (store.ObjectPermission, error) {
 	var p store.ObjectPermission

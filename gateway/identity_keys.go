@@ -39,10 +39,14 @@ type keyView struct {
 	TPMLimit                   *int64                 `json:"tpm_limit"`
 	MaxParallelRequests        *int64                 `json:"max_parallel_requests"`
 	AllowClientSideCredentials bool                   `json:"allow_client_side_credentials"`
-	Spend                      float64                `json:"spend"`
-	CreatedBy                  string                 `json:"created_by"`
-	CreatedAt                  time.Time              `json:"created_at"`
-	UpdatedAt                  time.Time              `json:"updated_at"`
+	// ModelMaxBudget is the key's per-model caps; ModelSpend, on /key/info only, what each
+	// has spent.
+	ModelMaxBudget map[string]store.ModelBudget `json:"model_max_budget"`
+	ModelSpend     map[string]float64           `json:"model_spend,omitempty"`
+	Spend          float64                      `json:"spend"`
+	CreatedBy      string                       `json:"created_by"`
+	CreatedAt      time.Time                    `json:"created_at"`
+	UpdatedAt      time.Time                    `json:"updated_at"`
 }
 
 func strOrNull(s string) *string {
@@ -65,6 +69,9 @@ func viewKey(k *store.Key) *keyView {
 	}
 	if v.Models == nil {
 		v.Models = []string{}
+	}
+	if v.ModelMaxBudget = k.Limits.ModelMaxBudget; v.ModelMaxBudget == nil {
+		v.ModelMaxBudget = map[string]store.ModelBudget{}
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -196,10 +203,10 @@ func (s *Server) findKey(ctx context.Context, ref string) (*store.Key, error) {
 // keyFields are the fields /key/generate, /key/update and /key/regenerate share.
 var keyFields = []string{"key_alias", "duration", "models", "metadata", "tags", "team_id", "user_id",
 	"organization_id", "object_permission", "blocked", "allow_client_side_credentials",
-	"max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests"}
+	"max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests", "model_max_budget"}
 
 // adminOnlyKeyFields need an admin when set (to anything but null).
-var adminOnlyKeyFields = append([]string{"blocked", "allow_client_side_credentials"}, limitFields...)
+var adminOnlyKeyFields = append([]string{"blocked", "allow_client_side_credentials", "model_max_budget"}, limitFields...)
 
 // applyKeyFields validates the fields in b and applies them to k (a new key when create).
 // It enforces every non-admin guard and checks references; it writes nothing.
@@ -297,6 +304,11 @@ func (s *Server) applyKeyFields(ctx context.Context, p *Principal, b reqBody, k 
 	}
 	if err := b.limits(&k.Limits); err != nil {
 		return err
+	}
+	if b.has("model_max_budget") {
+		if k.Limits.ModelMaxBudget, err = b.modelMaxBudget(); err != nil {
+			return err
+		}
 	}
 	if b.has("object_permission") {
 		if k.Permission, err = b.permission(); err != nil {
@@ -478,7 +490,11 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	if err := mayReadKey(p, k); err != nil {
 		return err
 	}
-	if s.settleSpend(r.Context(), store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}) {
+	refs := []store.BudgetRef{{Scope: store.BudgetKey, ID: k.ID}}
+	for model := range k.Limits.ModelMaxBudget {
+		refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(k.ID, model)})
+	}
+	if s.settleSpend(r.Context(), refs...) {
 		if k, err = s.store.Key(r.Context(), k.ID); err != nil {
 			return err
 		}
@@ -486,7 +502,20 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	if ref == "" {
 		ref = k.ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"key": ref, "info": viewKey(k)})
+	v := viewKey(k)
+	if len(k.Limits.ModelMaxBudget) > 0 {
+		v.ModelSpend = map[string]float64{}
+		for model := range k.Limits.ModelMaxBudget {
+			b, err := s.store.Budget(r.Context(), store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(k.ID, model)})
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if b != nil {
+				v.ModelSpend[model] = b.Spend
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": ref, "info": v})
 	return nil
 }
 

@@ -199,6 +199,11 @@ func TestIdentityBadInput(t *testing.T) {
 		{"unknown object_permission field", "POST", "/key/generate", map[string]any{"object_permission": map[string]any{"mcp_serverz": []string{"a"}}}, 400, "object_permission"},
 		{"bad duration", "POST", "/key/generate", map[string]any{"duration": "soon"}, 400, "duration"},
 		{"negative budget", "POST", "/key/generate", map[string]any{"max_budget": -1}, 400, "max_budget"},
+		{"negative model budget", "POST", "/key/generate", map[string]any{"model_max_budget": map[string]any{"gpt": -1}}, 400, "model_max_budget"},
+		{"model budget not a number", "POST", "/key/generate", map[string]any{"model_max_budget": map[string]any{"gpt": map[string]any{"budget_limit": "lots"}}}, 400, "model_max_budget"},
+		{"model budget bad period", "POST", "/key/generate", map[string]any{"model_max_budget": map[string]any{"gpt": map[string]any{"budget_limit": 1, "time_period": "soon"}}}, 400, "model_max_budget"},
+		{"model budget unknown field", "POST", "/key/generate", map[string]any{"model_max_budget": map[string]any{"gpt": map[string]any{"budget_limit": 1, "limit": 2}}}, 400, "model_max_budget"},
+		{"model budgets not an object", "POST", "/key/generate", map[string]any{"model_max_budget": []any{"gpt"}}, 400, "model_max_budget"},
 		{"unknown key id", "GET", "/key/info?key=nope", nil, 404, "key"},
 		{"update unknown key", "POST", "/key/update", map[string]any{"key": "nope", "key_alias": "a"}, 404, "key"},
 		{"delete unknown key", "POST", "/key/delete", map[string]any{"keys": []string{"nope"}}, 404, "key"},
@@ -315,7 +320,7 @@ func TestGuardLimitsNeedAdmin(t *testing.T) {
 	alice := g.newUserKey(t, "alice", store.RoleInternalUser, nil)
 	own := must(t, g.as(t, alice, "POST", "/key/generate", nil), 200)
 	id := own["token"].(string)
-	for _, f := range []string{"max_budget", "soft_budget", "rpm_limit", "tpm_limit", "max_parallel_requests"} {
+	for _, f := range []string{"max_budget", "soft_budget", "rpm_limit", "tpm_limit", "max_parallel_requests", "model_max_budget"} {
 		for _, path := range []string{"/key/generate", "/key/update", "/key/regenerate"} {
 			t.Run(f+path, func(t *testing.T) {
 				body := map[string]any{f: 1000}

@@ -242,6 +242,9 @@ func callerFor(p *Principal) *llm.Caller {
 		c.AllowClientSideCredentials = k.AllowClientSideCredentials
 		c.Tags = append(append([]string(nil), k.Tags...), metadataTags(k.Metadata)...)
 		c.Budgets = append(c.Budgets, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID})
+		for model := range k.Limits.ModelMaxBudget {
+			c.ModelBudgets = append(c.ModelBudgets, model)
+		}
 		addRule(store.BudgetKey, k.ID, k.Limits)
 	}
 	if u := p.User; u != nil {

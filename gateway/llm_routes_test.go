@@ -536,3 +536,59 @@ func TestTextCompletionsThroughGateway(t *testing.T) {
 	}
 	waitKeySpend(t, g, "completer", 0.4) // twice 10×0.01 + 5×0.02
 }
+
+// TestModelMaxBudget: a key's cap on one model (model_max_budget, LiteLLM's shape) refuses
+// that model's calls once spent, by its name or an alias of it, with budget_exceeded,
+// while the key's other models go on; /key/info shows each cap's spend; /key/update moves
+// a cap and keeps what was spent.
+func TestModelMaxBudget(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`)
+	}))
+	defer up.Close()
+	price := map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02} // 0.2 a call
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{
+			{"model_name": "pricey", "litellm_params": map[string]any{"model": "openai/x", "api_base": up.URL, "api_key": "k"}, "model_info": price},
+			{"model_name": "cheap", "litellm_params": map[string]any{"model": "openai/y", "api_base": up.URL, "api_key": "k"}, "model_info": price},
+		}
+		c.RouterSettings = map[string]any{"model_group_alias": map[string]any{"old-name": "pricey"}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "capped", "max_budget": 10,
+		"model_max_budget": map[string]any{"old-name": map[string]any{"budget_limit": "0.3", "time_period": "1d"}}}), 200)["key"].(string)
+	call := func(model string) response {
+		return g.do(t, "POST", "/v1/chat/completions", `{"model":"`+model+`","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+			"Authorization", "Bearer "+key, "Content-Type", "application/json")
+	}
+	if r := call("pricey"); r.status != 200 {
+		t.Fatalf("first call within the cap: %d %s", r.status, r.body)
+	}
+	// The cap is on the alias, so on its model too. 0.2 spent: a call reserves more than the 0.1 left.
+	for _, model := range []string{"pricey", "old-name"} {
+		r := call(model)
+		if r.status != 400 || r.errorField(t, "type") != "budget_exceeded" || !strings.Contains(r.errorField(t, "message"), "KeyModel=") {
+			t.Errorf("%s past its cap: %d %s, want budget_exceeded naming the model's budget", model, r.status, r.body)
+		}
+	}
+	if r := call("cheap"); r.status != 200 {
+		t.Errorf("another model of the key: %d %s, want it to go on", r.status, r.body)
+	}
+	waitKeySpend(t, g, "capped", 0.4)
+	info := must(t, g.admin(t, "GET", "/key/info?key="+key, nil), 200)["info"].(map[string]any)
+	caps, _ := info["model_max_budget"].(map[string]any)
+	spend, _ := info["model_spend"].(map[string]any)
+	if c, _ := caps["old-name"].(map[string]any); c["budget_limit"] != 0.3 || c["time_period"] != "1d" || spend["old-name"] != 0.2 {
+		t.Errorf("/key/info: model_max_budget %v model_spend %v, want old-name capped at 0.3 daily with 0.2 spent", caps, spend)
+	}
+	must(t, g.admin(t, "POST", "/key/update", map[string]any{"key": key, "model_max_budget": map[string]any{"old-name": 1}}), 200)
+	if r := call("pricey"); r.status != 200 {
+		t.Errorf("after raising the cap: %d %s", r.status, r.body)
+	}
+	waitKeySpend(t, g, "capped", 0.6)
+	spend, _ = must(t, g.admin(t, "GET", "/key/info?key="+key, nil), 200)["info"].(map[string]any)["model_spend"].(map[string]any)
+	if math.Abs(spend["old-name"].(float64)-0.4) > 1e-9 {
+		t.Errorf("model_spend after the update: %v, want the 0.2 spent before plus 0.2", spend)
+	}
+}

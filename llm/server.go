@@ -778,6 +778,11 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	defer func() { adm.Done(tokens) }()
 
 	refs := append([]store.BudgetRef(nil), c.Budgets...)
+	for _, m := range c.ModelBudgets {
+		if s.router.resolve(m) == ci.model { // a cap on an alias is a cap on its model
+			refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(c.KeyID, m)})
+		}
+	}
 	if ci.endUser != "" {
 		refs = append(refs, store.BudgetRef{Scope: store.BudgetEndUser, ID: ci.endUser})
 	}

@@ -18,7 +18,11 @@ const (
 	BudgetOrg        BudgetScope = "org"         // ID: Org.ID
 	BudgetEndUser    BudgetScope = "end_user"    // ID: the request's "user" field
 	BudgetTag        BudgetScope = "tag"         // ID: the tag
+	BudgetKeyModel   BudgetScope = "key_model"   // ID: KeyModelID(Key.ID, model name)
 )
+
+// KeyModelID is the budget ID of a key's cap on one model (Limits.ModelMaxBudget).
+func KeyModelID(keyID, model string) string { return keyID + "/" + model }
 
 // BudgetRef identifies one budget.
 type BudgetRef struct {

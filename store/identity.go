@@ -40,6 +40,16 @@ type Limits struct {
 	RPMLimit            *int64   `json:"rpm_limit,omitempty"`
 	TPMLimit            *int64   `json:"tpm_limit,omitempty"`
 	MaxParallelRequests *int64   `json:"max_parallel_requests,omitempty"`
+	// ModelMaxBudget caps, per model name, what a key spends on that model (keys only;
+	// LiteLLM's model_max_budget). Each cap is mirrored in a Budget row of scope
+	// BudgetKeyModel.
+	ModelMaxBudget map[string]ModelBudget `json:"model_max_budget,omitempty"`
+}
+
+// ModelBudget is one model's cap in Limits.ModelMaxBudget, in LiteLLM's shape.
+type ModelBudget struct {
+	MaxBudget float64 `json:"budget_limit"`
+	Duration  string  `json:"time_period,omitempty"` // e.g. "1d", "30d"; empty: never resets
 }
 
 // Key is a virtual key. The secret itself is never stored: only its SHA-256 (TokenHash).

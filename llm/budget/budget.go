@@ -68,6 +68,8 @@ func scopeLabel(s store.BudgetScope) string {
 		return "EndUser"
 	case store.BudgetTag:
 		return "Tag"
+	case store.BudgetKeyModel:
+		return "KeyModel"
 	}
 	return string(s)
 }

@@ -39,6 +39,28 @@ func deleteBudget(ctx context.Context, q queryer, scope store.BudgetScope, id st
 
 func memberID(teamID, userID string) string { return teamID + "/" + userID }
 
+// syncModelBudgets mirrors a key's per-model caps into Budget rows: those listed are created
+// or updated (their spend kept), the key's others deleted.
+func (db *DB) syncModelBudgets(ctx context.Context, tx pgx.Tx, keyID string, caps map[string]store.ModelBudget) error {
+	prefix := store.KeyModelID(keyID, "")
+	keep := make([]string, 0, len(caps))
+	for model := range caps {
+		keep = append(keep, prefix+model)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM budgets WHERE scope = 'key_model' AND starts_with(id, $1) AND NOT (id = ANY($2))`,
+		prefix, keep); err != nil {
+		return err
+	}
+	for model, c := range caps {
+		limit := c.MaxBudget
+		ref := store.BudgetRef{Scope: store.BudgetKeyModel, ID: prefix + model}
+		if err := db.upsertLimits(ctx, tx, ref, store.Limits{MaxBudget: &limit, BudgetDuration: c.Duration}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ---- keys
 
 const keyColumns = `k.id, k.token_hash, k.key_name, k.key_alias, k.user_id, k.team_id, k.org_id, k.models,
@@ -100,7 +122,10 @@ func (db *DB) CreateKey(ctx context.Context, k *store.Key) error {
 		if err != nil {
 			return mapErr("create key", err)
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits); err != nil {
+			return err
+		}
+		return mapErr("create key", db.syncModelBudgets(ctx, tx, id, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -187,7 +212,10 @@ func (db *DB) UpdateKey(ctx context.Context, k *store.Key) error {
 		if err := notFoundIfNone("update key "+k.ID, tag); err != nil {
 			return err
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits); err != nil {
+			return err
+		}
+		return mapErr("update key "+k.ID, db.syncModelBudgets(ctx, tx, k.ID, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -243,7 +271,10 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 		if err := notFoundIfNone(what, tag); err != nil {
 			return err
 		}
-		return mapErr(what, deleteBudget(ctx, tx, store.BudgetKey, id))
+		if err := deleteBudget(ctx, tx, store.BudgetKey, id); err != nil {
+			return mapErr(what, err)
+		}
+		return mapErr(what, db.syncModelBudgets(ctx, tx, id, nil))
 	})
 }
 
@@ -252,6 +283,10 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 func deleteKeysWhere(ctx context.Context, tx pgx.Tx, cond string, arg any) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM budgets WHERE scope = 'key'
 		AND id IN (SELECT id FROM keys WHERE `+cond+`)`, arg); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM budgets WHERE scope = 'key_model'
+		AND split_part(id, '/', 1) IN (SELECT id FROM keys WHERE `+cond+`)`, arg); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `DELETE FROM keys WHERE `+cond, arg)

@@ -41,6 +41,44 @@ func deleteBudget(ctx context.Context, q queryer, scope store.BudgetScope, id st
 
 func memberID(teamID, userID string) string { return teamID + "/" + userID }
 
+// syncModelBudgets mirrors a key's per-model caps into Budget rows: those listed are created
+// or updated (their spend kept), the key's others deleted.
+func (db *DB) syncModelBudgets(ctx context.Context, tx *sql.Tx, keyID string, caps map[string]store.ModelBudget) error {
+	prefix := store.KeyModelID(keyID, "")
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM budgets WHERE scope = 'key_model' AND substr(id, 1, ?) = ?`, len(prefix), prefix)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		if _, ok := caps[strings.TrimPrefix(id, prefix)]; !ok {
+			stale = append(stale, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range stale {
+		if err := deleteBudget(ctx, tx, store.BudgetKeyModel, id); err != nil {
+			return err
+		}
+	}
+	for model, c := range caps {
+		limit := c.MaxBudget
+		ref := store.BudgetRef{Scope: store.BudgetKeyModel, ID: prefix + model}
+		if err := db.upsertLimits(ctx, tx, ref, store.Limits{MaxBudget: &limit, BudgetDuration: c.Duration}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ---- keys
 
 const keyColumns = `k.id, k.token_hash, k.key_name, k.key_alias, k.user_id, k.team_id, k.org_id, k.models,
@@ -113,7 +151,10 @@ func (db *DB) CreateKey(ctx context.Context, k *store.Key) error {
 		if err != nil {
 			return mapErr("create key", err)
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits); err != nil {
+			return err
+		}
+		return mapErr("create key", db.syncModelBudgets(ctx, tx, id, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -225,7 +266,10 @@ func (db *DB) UpdateKey(ctx context.Context, k *store.Key) error {
 		if err := notFoundIfNone("update key "+k.ID, res); err != nil {
 			return err
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits); err != nil {
+			return err
+		}
+		return mapErr("update key "+k.ID, db.syncModelBudgets(ctx, tx, k.ID, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -280,7 +324,10 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 		if err := notFoundIfNone("delete key "+id, res); err != nil {
 			return err
 		}
-		return mapErr("delete key "+id, deleteBudget(ctx, tx, store.BudgetKey, id))
+		if err := deleteBudget(ctx, tx, store.BudgetKey, id); err != nil {
+			return mapErr("delete key "+id, err)
+		}
+		return mapErr("delete key "+id, db.syncModelBudgets(ctx, tx, id, nil))
 	})
 }
 
@@ -289,6 +336,10 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 func deleteKeysWhere(ctx context.Context, tx *sql.Tx, cond string, arg any) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM budgets WHERE scope = 'key'
 		AND id IN (SELECT id FROM keys WHERE `+cond+`)`, arg); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM budgets WHERE scope = 'key_model'
+		AND substr(id, 1, instr(id, '/') - 1) IN (SELECT id FROM keys WHERE `+cond+`)`, arg); err != nil {
 		return err
 	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE `+cond, arg)

@@ -240,6 +240,78 @@ func testIdentity(t *testing.T, newStore NewStore) {
 		wantErr(t, errOf(s.KeyByHash(ctx, "bad", time.Now())), store.ErrNotFound)
 	})
 
+	t.Run("ModelBudgetsMirrorBudget", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		k := sampleKey("h1", "")
+		k.Limits.ModelMaxBudget = map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 1, Duration: "1d"}, "openai/o3": {MaxBudget: 2}}
+		must(t, s.CreateKey(ctx, k))
+		other := sampleKey("h2", "")
+		other.Limits.ModelMaxBudget = map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 9}}
+		must(t, s.CreateKey(ctx, other))
+		ref := func(key *store.Key, model string) store.BudgetRef {
+			return store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(key.ID, model)}
+		}
+		b, err := s.Budget(ctx, ref(k, "gpt-4o"))
+		must(t, err)
+		if b.MaxBudget == nil || *b.MaxBudget != 1 || b.Duration != "1d" || b.ResetAt == nil {
+			t.Errorf("gpt-4o cap: %+v, want 1 resetting daily", b)
+		}
+		b, err = s.Budget(ctx, ref(k, "openai/o3"))
+		must(t, err)
+		if b.MaxBudget == nil || *b.MaxBudget != 2 || b.Duration != "" || b.ResetAt != nil {
+			t.Errorf("openai/o3 cap: %+v, want 2 never resetting", b)
+		}
+		got, err := s.Key(ctx, k.ID)
+		must(t, err)
+		diff(t, "stored caps", got.Limits.ModelMaxBudget, k.Limits.ModelMaxBudget)
+
+		// An update keeps the spend of a cap it keeps and drops the caps it leaves out.
+		charge(t, s, ref(k, "gpt-4o"), 0.25)
+		k.Limits.ModelMaxBudget = map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 5, Duration: "1d"}}
+		must(t, s.UpdateKey(ctx, k))
+		b, err = s.Budget(ctx, ref(k, "gpt-4o"))
+		must(t, err)
+		if *b.MaxBudget != 5 || b.Spend != 0.25 {
+			t.Errorf("gpt-4o cap after update: max %v spend %v, want 5 and the 0.25 spent", *b.MaxBudget, b.Spend)
+		}
+		if budgetExists(t, s, store.BudgetKeyModel, ref(k, "openai/o3").ID) {
+			t.Error("UpdateKey left the cap it dropped")
+		}
+
+		// Deleting the key deletes its caps, not another key's.
+		must(t, s.DeleteKey(ctx, k.ID))
+		if budgetExists(t, s, store.BudgetKeyModel, ref(k, "gpt-4o").ID) {
+			t.Error("DeleteKey left the key's cap")
+		}
+		if !budgetExists(t, s, store.BudgetKeyModel, ref(other, "gpt-4o").ID) {
+			t.Error("DeleteKey removed another key's cap")
+		}
+
+		// So does deleting the user or team that owns it.
+		for _, owner := range []struct {
+			key    *store.Key
+			delete func() error
+		}{
+			{&store.Key{TokenHash: "hu", UserID: "u9"}, func() error { return s.DeleteUser(ctx, "u9") }},
+			{&store.Key{TokenHash: "ht", TeamID: "t9"}, func() error { return s.DeleteTeam(ctx, "t9") }},
+		} {
+			must(t, s.CreateUser(ctx, &store.User{ID: "u9"}))
+			must(t, s.CreateTeam(ctx, &store.Team{ID: "t9"}))
+			owner.key.Limits.ModelMaxBudget = map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 1}}
+			must(t, s.CreateKey(ctx, owner.key))
+			must(t, owner.delete())
+			if budgetExists(t, s, store.BudgetKeyModel, ref(owner.key, "gpt-4o").ID) {
+				t.Errorf("deleting the owner of key %s left its cap", owner.key.TokenHash)
+			}
+			_ = s.DeleteUser(ctx, "u9")
+			_ = s.DeleteTeam(ctx, "t9")
+		}
+		if !budgetExists(t, s, store.BudgetKeyModel, ref(other, "gpt-4o").ID) {
+			t.Error("deleting an owner removed another key's cap")
+		}
+	})
+
 	t.Run("RegenerateGrace", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t), t.Context()
