@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -70,6 +71,7 @@ func FuzzReadObject(f *testing.F) {
 	f.Add(`{"key": "sk-1", "user_id": null, "object_permission": {"mcp_servers": ["a"]}}`)
 	f.Add(`{"max_budget": 1e400}`)
 	f.Add(`{"key_alias": "\u0000"}`)
+	f.Add(`{"model_max_budget": {"gpt-4o": {"budget_limit": "0.5", "time_period": "1d"}, "o3": 2}}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(in))
 		b, err := readObject(r, keyFields...)
@@ -91,6 +93,21 @@ func FuzzReadObject(f *testing.F) {
 			var he *Error
 			if !errors.As(err, &he) || he.Status != 400 {
 				t.Fatalf("permission: non-400 error %v", err)
+			}
+		}
+		caps, err := b.modelMaxBudget()
+		if err != nil {
+			var he *Error
+			if !errors.As(err, &he) || he.Status != 400 {
+				t.Fatalf("model_max_budget: non-400 error %v", err)
+			}
+		}
+		for model, c := range caps {
+			if model == "" || c.MaxBudget < 0 || math.IsInf(c.MaxBudget, 0) || math.IsNaN(c.MaxBudget) {
+				t.Fatalf("model_max_budget accepted %q: %+v", model, c)
+			}
+			if _, err := store.NextBudgetReset(c.Duration, time.Now()); err != nil {
+				t.Fatalf("model_max_budget accepted a period the store refuses: %q: %v", c.Duration, err)
 			}
 		}
 	})
