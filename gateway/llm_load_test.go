@@ -17,8 +17,8 @@ import (
 // TestLLMLoad is the whole-gateway load run behind the README's performance table: the
 // same non-streaming completion sent to a local fake provider directly and through the
 // gateway (SQLite store, key lookup, access log, rate limits, budgets, spend log), with a
-// virtual key that has a budget and one with no budget anywhere in its chain. Throughput
-// is reported as a ratio to direct in the same run. It runs only with TOOLGATE_LLM_LOAD=1
+// virtual key that has a budget and one with no budget anywhere in its chain, and through
+// a bare reverse proxy. Throughput is reported as a ratio to direct in the same run. It runs only with TOOLGATE_LLM_LOAD=1
 // (it takes about a minute and wants an idle machine):
 //
 //	TOOLGATE_LLM_LOAD=1 go test -run TestLLMLoad -v ./gateway/
@@ -50,12 +50,15 @@ func TestLLMLoad(t *testing.T) {
 	free := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "free"}), 200)["key"].(string)
 
 	auth := func(key string) http.Header { return http.Header{"Authorization": {"Bearer " + key}} }
+	// The bare reverse proxy is the floor the targets were set from, measured in the same run.
 	targets := []loadtest.Target{
 		{Name: "direct", URL: up.URL + "/chat/completions"},
 		{Name: "budget key", URL: g.url + "/v1/chat/completions", Header: auth(budgeted)},
 		{Name: "no-budget key", URL: g.url + "/v1/chat/completions", Header: auth(free)},
+		{Name: "bare reverse proxy", URL: loadtest.ReverseProxy(t, up.URL) + "/chat/completions"},
 	}
-	stream := append([]loadtest.Target{{Name: "direct", URL: sp.URL + "/chat/completions"}}, targets[1:]...)
+	stream := []loadtest.Target{{Name: "direct", URL: sp.URL + "/chat/completions"}, targets[1], targets[2],
+		{Name: "bare reverse proxy", URL: loadtest.ReverseProxy(t, sp.URL) + "/chat/completions"}}
 	streamBody := bytes.Replace(loadtest.Body, []byte(`"model":"gpt"`), []byte(`"model":"gpt-stream","stream":true`), 1)
 	loadtest.Run(t, loadtest.Body, targets, streamBody, stream)
 }

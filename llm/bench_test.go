@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -229,7 +227,7 @@ func TestLoad(t *testing.T) {
 		return []loadtest.Target{{Name: "direct", URL: upstream + "/chat/completions"},
 			{Name: "budget", URL: benchGateway(t, upstream, true).http.URL + "/v1/chat/completions"},
 			{Name: "no budget", URL: benchGateway(t, upstream, false).http.URL + "/v1/chat/completions"},
-			{Name: "bare reverse proxy", URL: reverseProxy(t, upstream) + "/chat/completions"},
+			{Name: "bare reverse proxy", URL: loadtest.ReverseProxy(t, upstream) + "/chat/completions"},
 			{Name: "forwarder", URL: forwarder(t, upstream) + "/chat/completions"}}
 	}
 	up := benchProvider(t).URL
@@ -241,22 +239,6 @@ func TestLoad(t *testing.T) {
 	defer sp.Close()
 	streamBody := bytes.Replace(loadtest.Body, []byte(`"max_tokens":64`), []byte(`"max_tokens":64,"stream":true`), 1)
 	loadtest.Run(t, loadtest.Body, ts, streamBody, targets(sp.URL))
-}
-
-// reverseProxy is the floor the issue compares against: httputil.ReverseProxy with the
-// same upstream connection pool as the gateway and nothing else (no parsing, no budget,
-// no logs). It returns the proxy's base URL.
-func reverseProxy(tb testing.TB, upstream string) string {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = loadtest.Client().Transport
-	rp.FlushInterval = -1
-	srv := httptest.NewServer(rp)
-	tb.Cleanup(srv.Close)
-	return srv.URL
 }
 
 // forwarder is the ceiling for any gateway on net/http: it reads the body, makes one call

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -42,6 +45,22 @@ func StreamingProvider() http.Handler {
 		}
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	})
+}
+
+// ReverseProxy is the floor the gateway is compared against: httputil.ReverseProxy to
+// upstream with the load client's connection pool and nothing else (no parsing, no budget,
+// no logs). It returns the proxy's base URL; the proxy closes with tb.
+func ReverseProxy(tb testing.TB, upstream string) string {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = Client().Transport
+	rp.FlushInterval = -1
+	srv := httptest.NewServer(rp)
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // Target is one URL under load.
