@@ -25,6 +25,7 @@ import (
 //     api_version: 2024-10-21       # azure
 //     rpm: 600                      # also a routing weight
 //     tpm: 100000
+//     max_parallel_requests: 10     # calls in flight at once
 //     weight: 2
 //     timeout: 30                   # seconds
 //     model_info:
@@ -75,6 +76,7 @@ type Deployment struct {
 	APIVersion   string
 	Organization string
 	RPM, TPM     int64   // per-deployment limits; also the shuffle weight
+	MaxParallel  int64   // calls in flight at once (litellm_params.max_parallel_requests); 0: no limit
 	Weight       float64 // explicit shuffle weight; 0: use RPM, then TPM, then 1
 	Timeout      time.Duration
 	Price        Price
@@ -155,6 +157,9 @@ func newDeployment(mc ModelConfig, costs *CostMap, env Env) (*Deployment, error)
 	}
 	if d.TPM == 0 {
 		d.TPM = mc.TPM
+	}
+	if d.MaxParallel = num(p["max_parallel_requests"]); d.MaxParallel < 0 {
+		return nil, fmt.Errorf("model %s: litellm_params.max_parallel_requests must not be negative", mc.ModelName)
 	}
 	d.Weight = fnum(p["weight"])
 	if t := fnum(p["timeout"]); t > 0 {

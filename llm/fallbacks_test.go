@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/toolgate/toolgate/llm"
 )
@@ -140,5 +141,51 @@ func TestModelGroupAlias(t *testing.T) {
 	_, err := llm.New(llm.Config{Router: llm.RouterSettings{ModelGroupAlias: map[string]any{"gpt-4": 5}}})
 	if err == nil || !strings.Contains(err.Error(), "model_group_alias.gpt-4") {
 		t.Errorf("malformed alias: %v, want an error naming it", err)
+	}
+}
+
+// TestDeploymentMaxParallel: a deployment's max_parallel_requests holds its calls in
+// flight: a call past it goes to another deployment of the model, and with none left it
+// gets 429 with Retry-After and the limit named, without reaching the provider.
+func TestDeploymentMaxParallel(t *testing.T) {
+	slow, other := newFakeOpenAI(t), newFakeOpenAI(t)
+	slow.delay = 300 * time.Millisecond
+	limited := model("gpt", slow.URL, map[string]any{"id": "limited"})
+	limited.LiteLLMParams["max_parallel_requests"] = 1
+	spare := model("gpt", other.URL, map[string]any{"id": "spare", "input_cost_per_token": 1}) // dearer: picked second
+	zero := 0
+	for _, tc := range []struct {
+		name       string
+		models     []llm.ModelConfig
+		wantStatus int
+	}{
+		{"another deployment takes it", []llm.ModelConfig{limited, spare}, 200},
+		{"none left", []llm.ModelConfig{limited}, 429},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slow.calls.Store(0)
+			h := newHarness(t, harnessOpts{models: tc.models, router: llm.RouterSettings{NumRetries: &zero, RoutingStrategy: llm.LowestCost}})
+			done := make(chan struct{})
+			go func() { // holds the limited deployment's one place
+				defer close(done)
+				h.post("/v1/chat/completions", chat("gpt"))
+			}()
+			for deadline := time.Now().Add(5 * time.Second); slow.calls.Load() < 1; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the first call never reached the limited deployment")
+				}
+			}
+			resp, body := h.post("/v1/chat/completions", chat("gpt"))
+			<-done
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("second call: %d %s, want %d", resp.StatusCode, body, tc.wantStatus)
+			}
+			if slow.calls.Load() != 1 {
+				t.Errorf("the limited deployment got %d calls, want only the one in flight", slow.calls.Load())
+			}
+			if tc.wantStatus == 429 && (resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_parallel_requests")) {
+				t.Errorf("refusal: Retry-After %q, body %s; want a Retry-After and the limit named", resp.Header.Get("Retry-After"), body)
+			}
+		})
 	}
 }

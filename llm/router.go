@@ -444,8 +444,8 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin
 			}
 			tried[d] = true
 			var adm *budget.Admission
-			if r.limiter != nil && (d.RPM > 0 || d.TPM > 0) {
-				a, err := r.limiter.Admit(ctx, []budget.Rule{{Scope: budget.ScopeDeployment, ID: d.ID, RPM: d.RPM, TPM: d.TPM}})
+			if r.limiter != nil && (d.RPM > 0 || d.TPM > 0 || d.MaxParallel > 0) {
+				a, err := r.limiter.Admit(ctx, []budget.Rule{{Scope: budget.ScopeDeployment, ID: d.ID, RPM: d.RPM, TPM: d.TPM, MaxParallel: d.MaxParallel}})
 				if err != nil {
 					lastErr = err
 					if len(tried) < len(ds) {
