@@ -26,6 +26,7 @@ import (
 //     rpm: 600                      # also a routing weight
 //     tpm: 100000
 //     max_parallel_requests: 10     # calls in flight at once
+//     order: 1                      # priority: lower orders first, others when they fail
 //     weight: 2
 //     timeout: 30                   # seconds
 //     model_info:
@@ -75,13 +76,16 @@ type Deployment struct {
 	APIKey       string
 	APIVersion   string
 	Organization string
-	RPM, TPM     int64   // per-deployment limits; also the shuffle weight
-	MaxParallel  int64   // calls in flight at once (litellm_params.max_parallel_requests); 0: no limit
-	Weight       float64 // explicit shuffle weight; 0: use RPM, then TPM, then 1
-	Timeout      time.Duration
-	Price        Price
-	Priced       bool   // Price came from the cost map or model_info
-	Source       string // "config" or "db"
+	RPM, TPM     int64 // per-deployment limits; also the shuffle weight
+	MaxParallel  int64 // calls in flight at once (litellm_params.max_parallel_requests); 0: no limit
+	// Order is the deployment's priority (litellm_params.order): the router picks among the
+	// lowest orders that can take a call, then the next; 0 (none) comes after every order.
+	Order   int64
+	Weight  float64 // explicit shuffle weight; 0: use RPM, then TPM, then 1
+	Timeout time.Duration
+	Price   Price
+	Priced  bool   // Price came from the cost map or model_info
+	Source  string // "config" or "db"
 
 	Params    map[string]any // litellm_params without secrets (for /model/info)
 	ModelInfo map[string]any
@@ -160,6 +164,9 @@ func newDeployment(mc ModelConfig, costs *CostMap, env Env) (*Deployment, error)
 	}
 	if d.MaxParallel = num(p["max_parallel_requests"]); d.MaxParallel < 0 {
 		return nil, fmt.Errorf("model %s: litellm_params.max_parallel_requests must not be negative", mc.ModelName)
+	}
+	if d.Order = num(p["order"]); d.Order < 0 {
+		return nil, fmt.Errorf("model %s: litellm_params.order must not be negative", mc.ModelName)
 	}
 	d.Weight = fnum(p["weight"])
 	if t := fnum(p["timeout"]); t > 0 {

@@ -189,3 +189,27 @@ func TestDeploymentMaxParallel(t *testing.T) {
 		})
 	}
 }
+
+// TestDeploymentOrder: litellm_params.order puts a model's deployments in tiers: calls go
+// to order 1 while it answers, and to order 2 when it fails.
+func TestDeploymentOrder(t *testing.T) {
+	primary, backup := newFakeOpenAI(t), newFakeOpenAI(t)
+	first := model("gpt", primary.URL, map[string]any{"id": "primary"})
+	first.LiteLLMParams["order"] = 1
+	second := model("gpt", backup.URL, map[string]any{"id": "backup"})
+	second.LiteLLMParams["order"] = 2
+	one := 1
+	h := newHarness(t, harnessOpts{models: []llm.ModelConfig{second, first}, router: llm.RouterSettings{NumRetries: &one, RetryAfter: 0.001}})
+	for range 10 {
+		if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 || resp.Header.Get("x-litellm-model-id") != "primary" {
+			t.Fatalf("%d from %q: %s; want the order-1 deployment", resp.StatusCode, resp.Header.Get("x-litellm-model-id"), body)
+		}
+	}
+	primary.fail = func(int64) int { return 503 }
+	if resp, body := h.post("/v1/chat/completions", chat("gpt")); resp.StatusCode != 200 || resp.Header.Get("x-litellm-model-id") != "backup" {
+		t.Errorf("order 1 failing: %d from %q: %s; want the order-2 deployment", resp.StatusCode, resp.Header.Get("x-litellm-model-id"), body)
+	}
+	if backup.calls.Load() != 1 {
+		t.Errorf("backup calls %d, want 1", backup.calls.Load())
+	}
+}

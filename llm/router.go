@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -268,6 +269,31 @@ func (r *Router) fallbacksFor(model string, class errClass) []string {
 	return out
 }
 
+// firstOrder returns the deployments of pool with the lowest order (litellm_params.order;
+// none comes last), all of pool when it sets no orders.
+func firstOrder(pool []*Deployment) []*Deployment {
+	rank := func(d *Deployment) int64 {
+		if d.Order > 0 {
+			return d.Order
+		}
+		return math.MaxInt64
+	}
+	best := int64(math.MaxInt64)
+	for _, d := range pool {
+		best = min(best, rank(d))
+	}
+	if best == math.MaxInt64 {
+		return pool
+	}
+	out := make([]*Deployment, 0, len(pool))
+	for _, d := range pool {
+		if rank(d) == best {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // pick chooses a deployment among ds, preferring ones not in tried and skipping cooling
 // ones. It returns nil when all are cooling.
 func (r *Router) pick(ds []*Deployment, tried map[*Deployment]bool) *Deployment {
@@ -293,6 +319,7 @@ func (r *Router) pick(ds []*Deployment, tried map[*Deployment]bool) *Deployment 
 	if len(pool) == 0 {
 		pool = seen
 	}
+	pool = firstOrder(pool)
 	switch len(pool) {
 	case 0:
 		return nil

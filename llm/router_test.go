@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -99,5 +100,43 @@ func TestClassOf(t *testing.T) {
 		if got := classOf(upstreamErrorOf(tc.status, "", []byte(tc.body))); got != tc.want {
 			t.Errorf("%d %s: class %d, want %d", tc.status, tc.body, got, tc.want)
 		}
+	}
+}
+
+// TestFirstOrder: the router picks among the lowest litellm_params.order that can take a
+// call; deployments without one come last; without orders, all are candidates.
+func TestFirstOrder(t *testing.T) {
+	a, b, c, none := &Deployment{ID: "a", Order: 1}, &Deployment{ID: "b", Order: 2}, &Deployment{ID: "c", Order: 1}, &Deployment{ID: "none"}
+	ids := func(ds []*Deployment) (out []string) {
+		for _, d := range ds {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		pool []*Deployment
+		want string
+	}{
+		{[]*Deployment{b, a, none, c}, "a,c"},
+		{[]*Deployment{none, b}, "b"},
+		{[]*Deployment{none, &Deployment{ID: "x"}}, "none,x"},
+	} {
+		if got := strings.Join(ids(firstOrder(tc.pool)), ","); got != tc.want {
+			t.Errorf("firstOrder(%v) = %s, want %s", ids(tc.pool), got, tc.want)
+		}
+	}
+	now := time.Now()
+	r, _ := newRouter(RouterSettings{}, nil, func() time.Time { return now })
+	for range 50 {
+		if got := r.pick([]*Deployment{b, a, none}, nil); got != a {
+			t.Fatalf("picked %s, want a (order 1)", got.ID)
+		}
+	}
+	if got := r.pick([]*Deployment{b, a, none}, map[*Deployment]bool{a: true}); got != b {
+		t.Errorf("after a failed: picked %s, want b (order 2)", got.ID)
+	}
+	a.coolUntil.Store(now.Add(time.Minute).UnixNano())
+	if got := r.pick([]*Deployment{b, a, none}, nil); got != b {
+		t.Errorf("a cooling down: picked %s, want b", got.ID)
 	}
 }
