@@ -591,4 +591,13 @@ func TestModelMaxBudget(t *testing.T) {
 	if math.Abs(spend["old-name"].(float64)-0.4) > 1e-9 {
 		t.Errorf("model_spend after the update: %v, want the 0.2 spent before plus 0.2", spend)
 	}
+
+	// A "*" cap is one counter for every model it matches.
+	must(t, g.admin(t, "POST", "/key/update", map[string]any{"key": key, "model_max_budget": map[string]any{"*": 0.3}}), 200)
+	if r := call("cheap"); r.status != 200 {
+		t.Fatalf("first call under the * cap: %d %s", r.status, r.body)
+	}
+	if r := call("pricey"); r.status != 400 || r.errorField(t, "type") != "budget_exceeded" {
+		t.Errorf("another model past the shared * cap: %d %s, want budget_exceeded", r.status, r.body)
+	}
 }

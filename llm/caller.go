@@ -29,9 +29,9 @@ type Caller struct {
 	// Budgets are charged for every call, e.g. the key, user, team, team member and org
 	// budgets. The end-user budget (the body's "user") and tag budgets are added per request.
 	Budgets []store.BudgetRef
-	// ModelBudgets are the model names the key caps (model_max_budget): a call to one, by
-	// its name or an alias (a cap on an alias caps its model), is also charged to
-	// BudgetKeyModel KeyModelID(KeyID, name).
+	// ModelBudgets are the model names and "*"/"prefix/*" patterns the key caps
+	// (model_max_budget): a call to a model one matches (a cap on an alias caps its
+	// model) is also charged to BudgetKeyModel KeyModelID(KeyID, entry).
 	ModelBudgets []string
 	// Limits are the rpm/tpm/max_parallel_requests rules of the key, user and team.
 	Limits []budget.Rule

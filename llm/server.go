@@ -779,7 +779,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 
 	refs := append([]store.BudgetRef(nil), c.Budgets...)
 	for _, m := range c.ModelBudgets {
-		if s.router.resolve(m) == ci.model { // a cap on an alias is a cap on its model
+		// A cap on an alias is a cap on its model; "*" and "prefix/*" caps share one counter
+		// among the models they match, as the key's models list matches them.
+		if s.router.resolve(m) == ci.model || (strings.Contains(m, "*") && allowed([]string{m}, ci.model)) {
 			refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(c.KeyID, m)})
 		}
 	}
