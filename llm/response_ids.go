@@ -79,16 +79,20 @@ func (r responseIDs) read(owner, id string) (deployment, upstream string, ok boo
 	return d, u, true
 }
 
-// owner names whose response IDs a caller may use: its key, else its user; callers with
-// neither (the master key) share one.
+// owner names whose response IDs a caller may use: its key, else its user, else its team
+// (a token with neither), else admins share one and other callers another.
 func (c *Caller) owner() string {
-	if c.KeyID != "" {
+	switch {
+	case c.KeyID != "":
 		return "key:" + c.KeyID
-	}
-	if c.UserID != "" {
+	case c.UserID != "":
 		return "user:" + c.UserID
+	case c.TeamID != "":
+		return "team:" + c.TeamID
+	case c.Admin:
+		return "admin"
 	}
-	return "admin"
+	return "caller"
 }
 
 // withID returns the JSON object obj with its top-level "id" replaced by the string id.

@@ -47,3 +47,18 @@ func FuzzResponseIDs(f *testing.F) {
 		}
 	})
 }
+
+// TestResponseOwners: callers that share no key, user or team never share response IDs;
+// an admin token without them does not share with a non-admin one.
+func TestResponseOwners(t *testing.T) {
+	ids := newResponseIDs([]byte("k"))
+	callers := []*Caller{{KeyID: "k1"}, {KeyID: "k2", UserID: "u1"}, {UserID: "u1"}, {UserID: "u2"}, {TeamID: "t1"}, {Admin: true}, {}}
+	for i, a := range callers {
+		id := ids.issue(a.owner(), "d", "resp_1")
+		for j, b := range callers {
+			if _, _, ok := ids.read(b.owner(), id); ok != (i == j) {
+				t.Errorf("caller %+v reading caller %+v's ID: ok %v", b, a, ok)
+			}
+		}
+	}
+}
