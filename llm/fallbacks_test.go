@@ -138,6 +138,16 @@ func TestModelGroupAlias(t *testing.T) {
 		t.Errorf("/v1/models: %s, want gpt,gpt-4,other (secret hidden)", got)
 	}
 
+	// A fallback may name an alias.
+	down := newFakeOpenAI(t)
+	down.fail = func(int64) int { return 503 }
+	zero := 0
+	h2 := newHarness(t, harnessOpts{models: []llm.ModelConfig{model("gpt", up.URL, nil), model("down", down.URL, nil)},
+		router: llm.RouterSettings{NumRetries: &zero, ModelGroupAlias: map[string]any{"gpt-4": "gpt"}, Fallbacks: []map[string][]string{{"down": {"gpt-4"}}}}})
+	if resp, body := h2.post("/v1/chat/completions", chat("down")); resp.StatusCode != 200 || up.body()["model"] != "upstream-gpt" {
+		t.Errorf("fallback to an alias: %d %s, want the aliased model's answer", resp.StatusCode, body)
+	}
+
 	_, err := llm.New(llm.Config{Router: llm.RouterSettings{ModelGroupAlias: map[string]any{"gpt-4": 5}}})
 	if err == nil || !strings.Contains(err.Error(), "model_group_alias.gpt-4") {
 		t.Errorf("malformed alias: %v, want an error naming it", err)

@@ -443,7 +443,7 @@ func (r *Router) route(ctx context.Context, model, kind string, stream bool, pin
 	for i := 0; i < len(names); i++ {
 		name := names[i]
 		class := errOther
-		ds := r.deployments(name)
+		ds := r.deployments(r.resolve(name)) // a fallback may name an alias
 		if pin != nil {
 			ds = []*Deployment{pin}
 		}
