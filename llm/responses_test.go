@@ -274,6 +274,11 @@ func TestStoredResponse(t *testing.T) {
 		up.lastPath != "/openai/responses/resp_1?api-version=2025-04-01-preview" || up.lastAuth != "az-secret" {
 		t.Errorf("Azure GET: %d %s; provider got %s (auth %q)", resp.StatusCode, got, up.lastPath, up.lastAuth)
 	}
+	for _, r := range [][2]string{{http.MethodPost, "/v1/responses/" + id + "/cancel"}, {http.MethodPut, "/v1/responses/" + id}} {
+		if resp, got := h.send(r[0], r[1]); resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: %d %q %s, want a JSON 404", r[0], r[1], resp.StatusCode, resp.Header.Get("Content-Type"), got)
+		}
+	}
 	up.respID = "resp_gone"
 	if resp, got := h.get("/v1/responses/" + id); resp.StatusCode != 404 || !strings.Contains(string(got), "not found") {
 		t.Errorf("GET of a response the provider no longer has: %d %s, want its 404", resp.StatusCode, got)

@@ -354,6 +354,11 @@ func (s *Server) routes() {
 	for _, p := range []string{"/v1/responses", "/responses"} {
 		s.mux.Handle("POST "+p, call(callResponses))
 	}
+	for _, p := range PathPrefixes { // the rest of the subtree: an error in the API's shape, not net/http's text
+		s.mux.Handle(p, h(func(w http.ResponseWriter, r *http.Request) error {
+			return &requestError{status: http.StatusNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)}
+		}))
+	}
 	for _, p := range []string{"/v1/responses/{id}", "/responses/{id}"} {
 		s.mux.Handle("GET "+p, h(func(w http.ResponseWriter, r *http.Request) error { return s.serveStoredResponse(w, r, "") }))
 		s.mux.Handle("DELETE "+p, h(func(w http.ResponseWriter, r *http.Request) error { return s.serveStoredResponse(w, r, "") }))
