@@ -61,9 +61,9 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 		// New cannot fail from here; refuse the LLM routes loudly instead.
 		s.log.Error("LLM routes disabled: bad configuration", "err", err)
 		for _, p := range slices.Concat(llm.Paths, llm.PathPrefixes) {
-			mux.Handle(p, s.handle(func(w http.ResponseWriter, r *http.Request) error {
+			mux.Handle(p, s.mcpBeside(s.handle(func(w http.ResponseWriter, r *http.Request) error {
 				return &Error{Status: http.StatusServiceUnavailable, Message: "LLM routes are disabled: " + err.Error()}
-			}))
+			})))
 		}
 		return
 	}
@@ -74,6 +74,7 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 	for _, p := range llm.PathPrefixes {
 		s.addRouteRule(strings.TrimSuffix(p, "/"), true, classUser)
 	}
+	s.addRouteRule("/responses/mcp", false, classMCP) // an MCP server named "responses"
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFor(PrincipalFrom(r.Context()))
 		if c == nil {
@@ -82,8 +83,11 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 		}
 		rt.srv.ServeHTTP(w, r.WithContext(llm.WithCaller(r.Context(), c)))
 	})
-	for _, p := range slices.Concat(llm.Paths, llm.PathPrefixes) {
+	for _, p := range llm.Paths {
 		mux.Handle(p, h)
+	}
+	for _, p := range llm.PathPrefixes {
+		mux.Handle(p, s.mcpBeside(h))
 	}
 	// Start the background work with the gateway: Start reloads the registry once.
 	s.onReload = append(s.onReload, func([]*store.MCPServer) {
@@ -195,6 +199,18 @@ func MergedRouterSettings(router, litellm map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// mcpBeside serves a /{name}/mcp path under an LLM route subtree ("/responses/mcp", an MCP
+// server named "responses") as the MCP route it also is, and everything else with h.
+func (s *Server) mcpBeside(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := ownServerRoute(strings.TrimSuffix(r.URL.Path, "/")); ok {
+			s.fallback(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // redisKeys are the router_settings keys redisURL reads.

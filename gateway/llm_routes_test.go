@@ -601,3 +601,27 @@ func TestModelMaxBudget(t *testing.T) {
 		t.Errorf("another model past the shared * cap: %d %s, want budget_exceeded", r.status, r.body)
 	}
 }
+
+// TestServerNamedResponses: an MCP server named "responses" keeps its /responses/mcp route
+// beside the Responses API's /responses/{id} subtree, and /mcp/responses too.
+func TestServerNamedResponses(t *testing.T) {
+	up := newUpstream(t, "responses", "echo")
+	g := newTestGateway(t, func(c *Config) {
+		c.MCPServers = []*store.MCPServer{{Name: "responses", URL: up}}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	for _, path := range []string{"/responses/mcp", "/mcp/responses"} {
+		var names []string
+		waitFor(t, "tools on "+path, func() bool {
+			c := dialMCP(t, g.url+path, false, map[string]string{"Authorization": "Bearer " + testMasterKey})
+			names = toolNamesOf(t, c)
+			return len(names) == 1
+		})
+		if !strings.HasSuffix(names[0], "echo") {
+			t.Errorf("%s: tools %v, want the server's echo", path, names)
+		}
+	}
+	if r := g.do(t, "GET", "/responses/resp_x", "", "Authorization", "Bearer "+testMasterKey); r.status != 404 || r.errorField(t, "message") == "" {
+		t.Errorf("/responses/{id} beside it: %d %s, want the Responses API's 404", r.status, r.body)
+	}
+}
