@@ -492,7 +492,7 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	refs := []store.BudgetRef{{Scope: store.BudgetKey, ID: k.ID}}
 	for model := range k.Limits.ModelMaxBudget {
-		refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(k.ID, model)})
+		refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.ModelCapID(k.ID, model)})
 	}
 	if s.settleSpend(r.Context(), refs...) {
 		if k, err = s.store.Key(r.Context(), k.ID); err != nil {
@@ -503,20 +503,30 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 		ref = k.ID
 	}
 	v := viewKey(k)
-	if len(k.Limits.ModelMaxBudget) > 0 {
-		v.ModelSpend = map[string]float64{}
-		for model := range k.Limits.ModelMaxBudget {
-			b, err := s.store.Budget(r.Context(), store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(k.ID, model)})
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			if b != nil {
-				v.ModelSpend[model] = b.Spend
-			}
-		}
+	if v.ModelSpend, err = s.modelSpend(r.Context(), store.BudgetKeyModel, k.ID, k.Limits.ModelMaxBudget); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"key": ref, "info": v})
 	return nil
+}
+
+// modelSpend returns what each of an owner's model caps has spent, nil when it has none.
+func (s *Server) modelSpend(ctx context.Context, scope store.BudgetScope, ownerID string, caps map[string]store.ModelBudget) (map[string]float64, error) {
+	if len(caps) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]float64, len(caps))
+	for model := range caps {
+		b, err := s.store.Budget(ctx, store.BudgetRef{Scope: scope, ID: store.ModelCapID(ownerID, model)})
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[model] = b.Spend
+	}
+	return out, nil
 }
 
 // listKeys is GET /key/list.

@@ -416,10 +416,11 @@ type teamView struct {
 	Metadata         map[string]any         `json:"metadata"`
 	ObjectPermission store.ObjectPermission `json:"object_permission"`
 	store.Limits
-	Spend            float64      `json:"spend"`
-	MembersWithRoles []memberView `json:"members_with_roles"`
-	CreatedAt        time.Time    `json:"created_at"`
-	UpdatedAt        time.Time    `json:"updated_at"`
+	Spend            float64            `json:"spend"`
+	ModelSpend       map[string]float64 `json:"model_spend,omitempty"` // per model_max_budget entry, on /team/info
+	MembersWithRoles []memberView       `json:"members_with_roles"`
+	CreatedAt        time.Time          `json:"created_at"`
+	UpdatedAt        time.Time          `json:"updated_at"`
 }
 
 func viewTeam(t *store.Team, members []*store.TeamMember) *teamView {
@@ -454,7 +455,15 @@ func (s *Server) teamFields(ctx context.Context, b reqBody, t *store.Team) error
 	if _, err := b.get("blocked", &t.Blocked); err != nil {
 		return err
 	}
-	return s.common(ctx, b, &t.Models, &t.Metadata, &t.Permission, &t.Limits)
+	if err := s.common(ctx, b, &t.Models, &t.Metadata, &t.Permission, &t.Limits); err != nil {
+		return err
+	}
+	if b.has("model_max_budget") {
+		if t.Limits.ModelMaxBudget, err = b.modelMaxBudget(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type memberIn struct {
@@ -508,7 +517,7 @@ func (s *Server) newTeam(w http.ResponseWriter, r *http.Request) error {
 	if err := requireAdmin(p, "create teams"); err != nil {
 		return err
 	}
-	b, err := readObject(r, withCommon("team_id", "team_alias", "organization_id", "blocked", "members_with_roles")...)
+	b, err := readObject(r, withCommon("team_id", "team_alias", "organization_id", "blocked", "members_with_roles", "model_max_budget")...)
 	if err != nil {
 		return err
 	}
@@ -597,10 +606,18 @@ func (s *Server) teamInfo(w http.ResponseWriter, r *http.Request) error {
 			return permDenied("you may read only teams you belong to")
 		}
 	}
-	if s.settleSpend(r.Context(), store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}) {
+	refs := []store.BudgetRef{{Scope: store.BudgetTeam, ID: t.ID}}
+	for model := range t.Limits.ModelMaxBudget {
+		refs = append(refs, store.BudgetRef{Scope: store.BudgetTeamModel, ID: store.ModelCapID(t.ID, model)})
+	}
+	if s.settleSpend(r.Context(), refs...) {
 		if t, err = s.findTeam(r.Context(), id); err != nil {
 			return err
 		}
+	}
+	modelSpend, err := s.modelSpend(r.Context(), store.BudgetTeamModel, t.ID, t.Limits.ModelMaxBudget)
+	if err != nil {
+		return err
 	}
 	members, err := s.store.TeamMembers(r.Context(), id)
 	if err != nil {
@@ -620,7 +637,9 @@ func (s *Server) teamInfo(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range members {
 		mv = append(mv, membershipView{TeamID: m.TeamID, UserID: m.UserID, Role: m.Role, Limits: m.Limits, Spend: m.Spend})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"team_id": id, "team_info": viewTeam(t, members), "keys": kv, "team_memberships": mv})
+	tv := viewTeam(t, members)
+	tv.ModelSpend = modelSpend
+	writeJSON(w, http.StatusOK, map[string]any{"team_id": id, "team_info": tv, "keys": kv, "team_memberships": mv})
 	return nil
 }
 
@@ -630,7 +649,7 @@ func (s *Server) updateTeam(w http.ResponseWriter, r *http.Request) error {
 	if err := requireAdmin(p, "update teams"); err != nil {
 		return err
 	}
-	b, err := readObject(r, withCommon("team_id", "team_alias", "organization_id", "blocked")...)
+	b, err := readObject(r, withCommon("team_id", "team_alias", "organization_id", "blocked", "model_max_budget")...)
 	if err != nil {
 		return err
 	}

@@ -281,6 +281,9 @@ func callerFor(p *Principal) *llm.Caller {
 			c.OrgID = t.OrgID
 		}
 		c.TeamModels = t.Models
+		for model := range t.Limits.ModelMaxBudget {
+			c.TeamModelBudgets = append(c.TeamModelBudgets, model)
+		}
 		c.Tags = append(c.Tags, metadataTags(t.Metadata)...)
 		addRule(store.BudgetTeam, t.ID, t.Limits)
 	}

@@ -625,3 +625,46 @@ func TestServerNamedResponses(t *testing.T) {
 		t.Errorf("/responses/{id} beside it: %d %s, want the Responses API's 404", r.status, r.body)
 	}
 }
+
+// TestTeamModelMaxBudget: a team's cap on one model refuses that model for every key of
+// the team once the team has spent it, while other models go on; /team/info shows it.
+func TestTeamModelMaxBudget(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`)
+	}))
+	defer up.Close()
+	price := map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02} // 0.2 a call
+	g := newTestGateway(t, func(c *Config) {
+		c.ModelList = []map[string]any{
+			{"model_name": "pricey", "litellm_params": map[string]any{"model": "openai/x", "api_base": up.URL, "api_key": "k"}, "model_info": price},
+			{"model_name": "cheap", "litellm_params": map[string]any{"model": "openai/y", "api_base": up.URL, "api_key": "k"}, "model_info": price},
+		}
+	})
+	t.Cleanup(func() { g.s.llmClose() })
+	must(t, g.admin(t, "POST", "/team/new", map[string]any{"team_id": "squad", "model_max_budget": map[string]any{"pricey": map[string]any{"budget_limit": 0.3}}}), 200)
+	k1 := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"team_id": "squad"}), 200)["key"].(string)
+	k2 := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"team_id": "squad"}), 200)["key"].(string)
+	call := func(key, model string) response {
+		return g.do(t, "POST", "/v1/chat/completions", `{"model":"`+model+`","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+			"Authorization", "Bearer "+key, "Content-Type", "application/json")
+	}
+	if r := call(k1, "pricey"); r.status != 200 {
+		t.Fatalf("first key within the team's cap: %d %s", r.status, r.body)
+	}
+	if r := call(k2, "pricey"); r.status != 400 || !strings.Contains(r.errorField(t, "message"), "TeamModel=") {
+		t.Errorf("second key past the team's cap: %d %s, want budget_exceeded naming the team's model budget", r.status, r.body)
+	}
+	if r := call(k2, "cheap"); r.status != 200 {
+		t.Errorf("another model: %d %s", r.status, r.body)
+	}
+	info := must(t, g.admin(t, "GET", "/team/info?team_id=squad", nil), 200)["team_info"].(map[string]any)
+	caps, _ := info["model_max_budget"].(map[string]any)
+	spend, _ := info["model_spend"].(map[string]any)
+	if c, _ := caps["pricey"].(map[string]any); c["budget_limit"] != 0.3 || spend["pricey"] != 0.2 {
+		t.Errorf("/team/info: model_max_budget %v model_spend %v, want pricey capped at 0.3 with 0.2 spent", caps, spend)
+	}
+	if r := g.do(t, "POST", "/user/new", `{"user_id":"u","model_max_budget":{"pricey":1}}`, "Authorization", "Bearer "+testMasterKey, "Content-Type", "application/json"); r.status != 400 {
+		t.Errorf("model_max_budget on a user: %d %s, want 400 (keys and teams only)", r.status, r.body)
+	}
+}

@@ -31,8 +31,11 @@ type Caller struct {
 	Budgets []store.BudgetRef
 	// ModelBudgets are the model names and "*"/"prefix/*" patterns the key caps
 	// (model_max_budget): a call to a model one matches (a cap on an alias caps its
-	// model) is also charged to BudgetKeyModel KeyModelID(KeyID, entry).
+	// model) is also charged to BudgetKeyModel ModelCapID(KeyID, entry).
 	ModelBudgets []string
+	// TeamModelBudgets are the same for the team's caps, charged to BudgetTeamModel
+	// ModelCapID(TeamID, entry).
+	TeamModelBudgets []string
 	// Limits are the rpm/tpm/max_parallel_requests rules of the key, user and team.
 	Limits []budget.Rule
 

@@ -783,11 +783,17 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, kind string) 
 	defer func() { adm.Done(tokens) }()
 
 	refs := append([]store.BudgetRef(nil), c.Budgets...)
-	for _, m := range c.ModelBudgets {
-		// A cap on an alias is a cap on its model; "*" and "prefix/*" caps share one counter
-		// among the models they match, as the key's models list matches them.
-		if s.router.resolve(m) == ci.model || (strings.Contains(m, "*") && allowed([]string{m}, ci.model)) {
-			refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(c.KeyID, m)})
+	for _, caps := range []struct {
+		scope store.BudgetScope
+		owner string
+		names []string
+	}{{store.BudgetKeyModel, c.KeyID, c.ModelBudgets}, {store.BudgetTeamModel, c.TeamID, c.TeamModelBudgets}} {
+		for _, m := range caps.names {
+			// A cap on an alias is a cap on its model; "*" and "prefix/*" caps share one
+			// counter among the models they match, as a models list matches them.
+			if s.router.resolve(m) == ci.model || (strings.Contains(m, "*") && allowed([]string{m}, ci.model)) {
+				refs = append(refs, store.BudgetRef{Scope: caps.scope, ID: store.ModelCapID(caps.owner, m)})
+			}
 		}
 	}
 	if ci.endUser != "" {

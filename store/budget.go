@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"time"
 )
 
@@ -18,11 +19,14 @@ const (
 	BudgetOrg        BudgetScope = "org"         // ID: Org.ID
 	BudgetEndUser    BudgetScope = "end_user"    // ID: the request's "user" field
 	BudgetTag        BudgetScope = "tag"         // ID: the tag
-	BudgetKeyModel   BudgetScope = "key_model"   // ID: KeyModelID(Key.ID, model name)
+	BudgetKeyModel   BudgetScope = "key_model"   // ID: ModelCapID(Key.ID, model name or pattern)
+	BudgetTeamModel  BudgetScope = "team_model"  // ID: ModelCapID(Team.ID, model name or pattern)
 )
 
-// KeyModelID is the budget ID of a key's cap on one model (Limits.ModelMaxBudget).
-func KeyModelID(keyID, model string) string { return keyID + "/" + model }
+// ModelCapID is the budget ID of a key's or team's cap on one model (Limits.ModelMaxBudget).
+// The owner's ID is escaped, so that its first "/" ends it: the caps of team "a" are never
+// mistaken for those of team "a/b".
+func ModelCapID(ownerID, model string) string { return url.PathEscape(ownerID) + "/" + model }
 
 // BudgetRef identifies one budget.
 type BudgetRef struct {

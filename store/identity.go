@@ -40,9 +40,9 @@ type Limits struct {
 	RPMLimit            *int64   `json:"rpm_limit,omitempty"`
 	TPMLimit            *int64   `json:"tpm_limit,omitempty"`
 	MaxParallelRequests *int64   `json:"max_parallel_requests,omitempty"`
-	// ModelMaxBudget caps, per model name, what a key spends on that model (keys only;
-	// LiteLLM's model_max_budget). Each cap is mirrored in a Budget row of scope
-	// BudgetKeyModel.
+	// ModelMaxBudget caps, per model name or pattern, what a key or team spends on that
+	// model (LiteLLM's model_max_budget; not read for users, orgs and team members). Each
+	// cap is mirrored in a Budget row of scope BudgetKeyModel or BudgetTeamModel.
 	ModelMaxBudget map[string]ModelBudget `json:"model_max_budget,omitempty"`
 }
 

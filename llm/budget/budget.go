@@ -70,6 +70,8 @@ func scopeLabel(s store.BudgetScope) string {
 		return "Tag"
 	case store.BudgetKeyModel:
 		return "KeyModel"
+	case store.BudgetTeamModel:
+		return "TeamModel"
 	}
 	return string(s)
 }

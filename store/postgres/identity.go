@@ -39,21 +39,21 @@ func deleteBudget(ctx context.Context, q queryer, scope store.BudgetScope, id st
 
 func memberID(teamID, userID string) string { return teamID + "/" + userID }
 
-// syncModelBudgets mirrors a key's per-model caps into Budget rows: those listed are created
-// or updated (their spend kept), the key's others deleted.
-func (db *DB) syncModelBudgets(ctx context.Context, tx pgx.Tx, keyID string, caps map[string]store.ModelBudget) error {
-	prefix := store.KeyModelID(keyID, "")
+// syncModelCaps mirrors a key's or team's per-model caps into Budget rows of scope: those
+// listed are created or updated (their spend kept), the owner's others deleted.
+func (db *DB) syncModelCaps(ctx context.Context, tx pgx.Tx, scope store.BudgetScope, ownerID string, caps map[string]store.ModelBudget) error {
+	prefix := store.ModelCapID(ownerID, "")
 	keep := make([]string, 0, len(caps))
 	for model := range caps {
 		keep = append(keep, prefix+model)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM budgets WHERE scope = 'key_model' AND starts_with(id, $1) AND NOT (id = ANY($2))`,
-		prefix, keep); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM budgets WHERE scope = $1 AND starts_with(id, $2) AND NOT (id = ANY($3))`,
+		string(scope), prefix, keep); err != nil {
 		return err
 	}
 	for model, c := range caps {
 		limit := c.MaxBudget
-		ref := store.BudgetRef{Scope: store.BudgetKeyModel, ID: prefix + model}
+		ref := store.BudgetRef{Scope: scope, ID: prefix + model}
 		if err := db.upsertLimits(ctx, tx, ref, store.Limits{MaxBudget: &limit, BudgetDuration: c.Duration}); err != nil {
 			return err
 		}
@@ -125,7 +125,7 @@ func (db *DB) CreateKey(ctx context.Context, k *store.Key) error {
 		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits); err != nil {
 			return err
 		}
-		return mapErr("create key", db.syncModelBudgets(ctx, tx, id, k.Limits.ModelMaxBudget))
+		return mapErr("create key", db.syncModelCaps(ctx, tx, store.BudgetKeyModel, id, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func (db *DB) UpdateKey(ctx context.Context, k *store.Key) error {
 		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits); err != nil {
 			return err
 		}
-		return mapErr("update key "+k.ID, db.syncModelBudgets(ctx, tx, k.ID, k.Limits.ModelMaxBudget))
+		return mapErr("update key "+k.ID, db.syncModelCaps(ctx, tx, store.BudgetKeyModel, k.ID, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -274,7 +274,7 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 		if err := deleteBudget(ctx, tx, store.BudgetKey, id); err != nil {
 			return mapErr(what, err)
 		}
-		return mapErr(what, db.syncModelBudgets(ctx, tx, id, nil))
+		return mapErr(what, db.syncModelCaps(ctx, tx, store.BudgetKeyModel, id, nil))
 	})
 }
 
@@ -475,7 +475,10 @@ func (db *DB) CreateTeam(ctx context.Context, t *store.Team) error {
 		if err != nil {
 			return mapErr("create team "+id, err)
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: id}, t.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: id}, t.Limits); err != nil {
+			return err
+		}
+		return mapErr("create team", db.syncModelCaps(ctx, tx, store.BudgetTeamModel, id, t.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -516,7 +519,10 @@ func (db *DB) UpdateTeam(ctx context.Context, t *store.Team) error {
 		if err := notFoundIfNone("update team "+t.ID, tag); err != nil {
 			return err
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}, t.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}, t.Limits); err != nil {
+			return err
+		}
+		return mapErr("update team "+t.ID, db.syncModelCaps(ctx, tx, store.BudgetTeamModel, t.ID, t.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -542,6 +548,9 @@ func (db *DB) DeleteTeam(ctx context.Context, id string) error {
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM team_members WHERE team_id = $1`, id); err != nil {
 			return mapErr(what, err)
+		}
+		if err := db.syncModelCaps(ctx, tx, store.BudgetTeamModel, id, nil); err != nil {
+			return mapErr("delete team "+id, err)
 		}
 		if err := deleteBudget(ctx, tx, store.BudgetTeam, id); err != nil {
 			return mapErr(what, err)

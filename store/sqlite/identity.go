@@ -41,11 +41,11 @@ func deleteBudget(ctx context.Context, q queryer, scope store.BudgetScope, id st
 
 func memberID(teamID, userID string) string { return teamID + "/" + userID }
 
-// syncModelBudgets mirrors a key's per-model caps into Budget rows: those listed are created
-// or updated (their spend kept), the key's others deleted.
-func (db *DB) syncModelBudgets(ctx context.Context, tx *sql.Tx, keyID string, caps map[string]store.ModelBudget) error {
-	prefix := store.KeyModelID(keyID, "")
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM budgets WHERE scope = 'key_model' AND substr(id, 1, ?) = ?`, len(prefix), prefix)
+// syncModelCaps mirrors a key's or team's per-model caps into Budget rows of scope: those
+// listed are created or updated (their spend kept), the owner's others deleted.
+func (db *DB) syncModelCaps(ctx context.Context, tx *sql.Tx, scope store.BudgetScope, ownerID string, caps map[string]store.ModelBudget) error {
+	prefix := store.ModelCapID(ownerID, "")
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM budgets WHERE scope = ? AND substr(id, 1, ?) = ?`, string(scope), len(prefix), prefix)
 	if err != nil {
 		return err
 	}
@@ -65,13 +65,13 @@ func (db *DB) syncModelBudgets(ctx context.Context, tx *sql.Tx, keyID string, ca
 		return err
 	}
 	for _, id := range stale {
-		if err := deleteBudget(ctx, tx, store.BudgetKeyModel, id); err != nil {
+		if err := deleteBudget(ctx, tx, scope, id); err != nil {
 			return err
 		}
 	}
 	for model, c := range caps {
 		limit := c.MaxBudget
-		ref := store.BudgetRef{Scope: store.BudgetKeyModel, ID: prefix + model}
+		ref := store.BudgetRef{Scope: scope, ID: prefix + model}
 		if err := db.upsertLimits(ctx, tx, ref, store.Limits{MaxBudget: &limit, BudgetDuration: c.Duration}); err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func (db *DB) CreateKey(ctx context.Context, k *store.Key) error {
 		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: id}, k.Limits); err != nil {
 			return err
 		}
-		return mapErr("create key", db.syncModelBudgets(ctx, tx, id, k.Limits.ModelMaxBudget))
+		return mapErr("create key", db.syncModelCaps(ctx, tx, store.BudgetKeyModel, id, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -269,7 +269,7 @@ func (db *DB) UpdateKey(ctx context.Context, k *store.Key) error {
 		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, k.Limits); err != nil {
 			return err
 		}
-		return mapErr("update key "+k.ID, db.syncModelBudgets(ctx, tx, k.ID, k.Limits.ModelMaxBudget))
+		return mapErr("update key "+k.ID, db.syncModelCaps(ctx, tx, store.BudgetKeyModel, k.ID, k.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -327,7 +327,7 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 		if err := deleteBudget(ctx, tx, store.BudgetKey, id); err != nil {
 			return mapErr("delete key "+id, err)
 		}
-		return mapErr("delete key "+id, db.syncModelBudgets(ctx, tx, id, nil))
+		return mapErr("delete key "+id, db.syncModelCaps(ctx, tx, store.BudgetKeyModel, id, nil))
 	})
 }
 
@@ -553,7 +553,10 @@ func (db *DB) CreateTeam(ctx context.Context, t *store.Team) error {
 		if err != nil {
 			return mapErr("create team "+id, err)
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: id}, t.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: id}, t.Limits); err != nil {
+			return err
+		}
+		return mapErr("create team", db.syncModelCaps(ctx, tx, store.BudgetTeamModel, id, t.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -610,7 +613,10 @@ func (db *DB) UpdateTeam(ctx context.Context, t *store.Team) error {
 		if err := notFoundIfNone("update team "+t.ID, res); err != nil {
 			return err
 		}
-		return db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}, t.Limits)
+		if err := db.upsertLimits(ctx, tx, store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}, t.Limits); err != nil {
+			return err
+		}
+		return mapErr("update team "+t.ID, db.syncModelCaps(ctx, tx, store.BudgetTeamModel, t.ID, t.Limits.ModelMaxBudget))
 	})
 	if err != nil {
 		return err
@@ -639,6 +645,9 @@ func (db *DB) DeleteTeam(ctx context.Context, id string) error {
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM team_members WHERE team_id = ?`, id); err != nil {
 			return mapErr(what, err)
+		}
+		if err := db.syncModelCaps(ctx, tx, store.BudgetTeamModel, id, nil); err != nil {
+			return mapErr("delete team "+id, err)
 		}
 		if err := deleteBudget(ctx, tx, store.BudgetTeam, id); err != nil {
 			return mapErr(what, err)

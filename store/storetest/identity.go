@@ -250,7 +250,7 @@ func testIdentity(t *testing.T, newStore NewStore) {
 		other.Limits.ModelMaxBudget = map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 9}}
 		must(t, s.CreateKey(ctx, other))
 		ref := func(key *store.Key, model string) store.BudgetRef {
-			return store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.KeyModelID(key.ID, model)}
+			return store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.ModelCapID(key.ID, model)}
 		}
 		b, err := s.Budget(ctx, ref(k, "gpt-4o"))
 		must(t, err)
@@ -309,6 +309,32 @@ func testIdentity(t *testing.T, newStore NewStore) {
 		}
 		if !budgetExists(t, s, store.BudgetKeyModel, ref(other, "gpt-4o").ID) {
 			t.Error("deleting an owner removed another key's cap")
+		}
+
+		// Teams mirror theirs the same way, and team "a" never touches team "a/b"'s.
+		teamCap := func(team, model string) store.BudgetRef {
+			return store.BudgetRef{Scope: store.BudgetTeamModel, ID: store.ModelCapID(team, model)}
+		}
+		ta := &store.Team{ID: "a", Limits: store.Limits{ModelMaxBudget: map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 1}}}}
+		tab := &store.Team{ID: "a/b", Limits: store.Limits{ModelMaxBudget: map[string]store.ModelBudget{"gpt-4o": {MaxBudget: 2}, "o3": {MaxBudget: 3}}}}
+		must(t, s.CreateTeam(ctx, ta))
+		must(t, s.CreateTeam(ctx, tab))
+		b, err = s.Budget(ctx, teamCap("a/b", "o3"))
+		must(t, err)
+		if *b.MaxBudget != 3 {
+			t.Errorf("team a/b's o3 cap: %v, want 3", *b.MaxBudget)
+		}
+		ta.Limits.ModelMaxBudget = nil
+		must(t, s.UpdateTeam(ctx, ta))
+		if budgetExists(t, s, store.BudgetTeamModel, teamCap("a", "gpt-4o").ID) {
+			t.Error("UpdateTeam left the cap it dropped")
+		}
+		if !budgetExists(t, s, store.BudgetTeamModel, teamCap("a/b", "gpt-4o").ID) {
+			t.Error("dropping team a's caps removed team a/b's")
+		}
+		must(t, s.DeleteTeam(ctx, "a/b"))
+		if budgetExists(t, s, store.BudgetTeamModel, teamCap("a/b", "o3").ID) {
+			t.Error("DeleteTeam left the team's cap")
 		}
 	})
 
