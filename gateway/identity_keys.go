@@ -490,11 +490,7 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	if err := mayReadKey(p, k); err != nil {
 		return err
 	}
-	refs := []store.BudgetRef{{Scope: store.BudgetKey, ID: k.ID}}
-	for model := range k.Limits.ModelMaxBudget {
-		refs = append(refs, store.BudgetRef{Scope: store.BudgetKeyModel, ID: store.ModelCapID(k.ID, model)})
-	}
-	if s.settleSpend(r.Context(), refs...) {
+	if s.settleSpend(r.Context(), withModelCaps(store.BudgetRef{Scope: store.BudgetKey, ID: k.ID}, store.BudgetKeyModel, k.Limits.ModelMaxBudget)...) {
 		if k, err = s.store.Key(r.Context(), k.ID); err != nil {
 			return err
 		}
@@ -508,6 +504,15 @@ func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"key": ref, "info": v})
 	return nil
+}
+
+// withModelCaps returns ref, an owner's budget, followed by its model caps' budgets of scope.
+func withModelCaps(ref store.BudgetRef, scope store.BudgetScope, caps map[string]store.ModelBudget) []store.BudgetRef {
+	refs := []store.BudgetRef{ref}
+	for model := range caps {
+		refs = append(refs, store.BudgetRef{Scope: scope, ID: store.ModelCapID(ref.ID, model)})
+	}
+	return refs
 }
 
 // modelSpend returns what each of an owner's model caps has spent, nil when it has none.

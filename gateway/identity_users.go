@@ -606,11 +606,7 @@ func (s *Server) teamInfo(w http.ResponseWriter, r *http.Request) error {
 			return permDenied("you may read only teams you belong to")
 		}
 	}
-	refs := []store.BudgetRef{{Scope: store.BudgetTeam, ID: t.ID}}
-	for model := range t.Limits.ModelMaxBudget {
-		refs = append(refs, store.BudgetRef{Scope: store.BudgetTeamModel, ID: store.ModelCapID(t.ID, model)})
-	}
-	if s.settleSpend(r.Context(), refs...) {
+	if s.settleSpend(r.Context(), withModelCaps(store.BudgetRef{Scope: store.BudgetTeam, ID: t.ID}, store.BudgetTeamModel, t.Limits.ModelMaxBudget)...) {
 		if t, err = s.findTeam(r.Context(), id); err != nil {
 			return err
 		}

@@ -31,12 +31,6 @@ type llmRuntime struct {
 
 var llmRuntimes sync.Map // *Server -> *llmRuntime
 
-// userRoutes are the LLM routes any valid principal may call; the rest (/model/new,
-// /model/update, /model/delete) stay admin-only.
-var llmUserRoutes = []string{"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/embeddings", "/embeddings",
-	"/v1/images/generations", "/images/generations", "/v1/images/edits", "/images/edits", "/v1/messages", "/v1/messages/count_tokens",
-	"/v1/responses", "/responses", "/v1/models", "/models", "/model/info", "/v1/model/info", "/spend/logs"}
-
 // llmRoutes registers the LLM completion, model management and spend log routes and
 // installs the budget hook around MCP tool calls. Configuration (from the config file):
 //
@@ -68,8 +62,10 @@ func (s *Server) llmRoutes(mux *http.ServeMux) {
 		return
 	}
 	llmRuntimes.Store(s, rt)
-	for _, p := range llmUserRoutes {
-		s.addRouteRule(p, false, classUser)
+	for _, p := range llm.Paths {
+		if !slices.Contains(llm.AdminPaths, p) { // admin ones fall to the admin class
+			s.addRouteRule(p, false, classUser)
+		}
 	}
 	for _, p := range llm.PathPrefixes {
 		s.addRouteRule(strings.TrimSuffix(p, "/"), true, classUser)

@@ -537,31 +537,42 @@ func TestTextCompletionsThroughGateway(t *testing.T) {
 	waitKeySpend(t, g, "completer", 0.4) // twice 10×0.01 + 5×0.02
 }
 
-// TestModelMaxBudget: a key's cap on one model (model_max_budget, LiteLLM's shape) refuses
-// that model's calls once spent, by its name or an alias of it, with budget_exceeded,
-// while the key's other models go on; /key/info shows each cap's spend; /key/update moves
-// a cap and keeps what was spent.
-func TestModelMaxBudget(t *testing.T) {
+// capsGateway is a gateway with two models, "pricey" and "cheap", on one fake provider
+// whose every answer costs 0.2 (10 prompt and 5 completion tokens), and router settings.
+func capsGateway(t *testing.T, router map[string]any) *testGateway {
+	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`)
 	}))
-	defer up.Close()
-	price := map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02} // 0.2 a call
+	t.Cleanup(up.Close)
+	price := map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02}
 	g := newTestGateway(t, func(c *Config) {
 		c.ModelList = []map[string]any{
 			{"model_name": "pricey", "litellm_params": map[string]any{"model": "openai/x", "api_base": up.URL, "api_key": "k"}, "model_info": price},
 			{"model_name": "cheap", "litellm_params": map[string]any{"model": "openai/y", "api_base": up.URL, "api_key": "k"}, "model_info": price},
 		}
-		c.RouterSettings = map[string]any{"model_group_alias": map[string]any{"old-name": "pricey"}}
+		c.RouterSettings = router
 	})
 	t.Cleanup(func() { g.s.llmClose() })
+	return g
+}
+
+// chatAs sends a chat completion for model with key, asking for at most 5 tokens.
+func chatAs(t *testing.T, g *testGateway, key, model string) response {
+	return g.do(t, "POST", "/v1/chat/completions", `{"model":"`+model+`","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		"Authorization", "Bearer "+key, "Content-Type", "application/json")
+}
+
+// TestModelMaxBudget: a key's cap on one model (model_max_budget, LiteLLM's shape) refuses
+// that model's calls once spent, by its name or an alias of it, with budget_exceeded,
+// while the key's other models go on; /key/info shows each cap's spend; /key/update moves
+// a cap and keeps what was spent.
+func TestModelMaxBudget(t *testing.T) {
+	g := capsGateway(t, map[string]any{"model_group_alias": map[string]any{"old-name": "pricey"}})
 	key := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"key_alias": "capped", "max_budget": 10,
 		"model_max_budget": map[string]any{"old-name": map[string]any{"budget_limit": "0.3", "time_period": "1d"}}}), 200)["key"].(string)
-	call := func(model string) response {
-		return g.do(t, "POST", "/v1/chat/completions", `{"model":"`+model+`","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
-			"Authorization", "Bearer "+key, "Content-Type", "application/json")
-	}
+	call := func(model string) response { return chatAs(t, g, key, model) }
 	if r := call("pricey"); r.status != 200 {
 		t.Fatalf("first call within the cap: %d %s", r.status, r.body)
 	}
@@ -629,26 +640,11 @@ func TestServerNamedResponses(t *testing.T) {
 // TestTeamModelMaxBudget: a team's cap on one model refuses that model for every key of
 // the team once the team has spent it, while other models go on; /team/info shows it.
 func TestTeamModelMaxBudget(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`)
-	}))
-	defer up.Close()
-	price := map[string]any{"input_cost_per_token": 0.01, "output_cost_per_token": 0.02} // 0.2 a call
-	g := newTestGateway(t, func(c *Config) {
-		c.ModelList = []map[string]any{
-			{"model_name": "pricey", "litellm_params": map[string]any{"model": "openai/x", "api_base": up.URL, "api_key": "k"}, "model_info": price},
-			{"model_name": "cheap", "litellm_params": map[string]any{"model": "openai/y", "api_base": up.URL, "api_key": "k"}, "model_info": price},
-		}
-	})
-	t.Cleanup(func() { g.s.llmClose() })
+	g := capsGateway(t, nil)
 	must(t, g.admin(t, "POST", "/team/new", map[string]any{"team_id": "squad", "model_max_budget": map[string]any{"pricey": map[string]any{"budget_limit": 0.3}}}), 200)
 	k1 := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"team_id": "squad"}), 200)["key"].(string)
 	k2 := must(t, g.admin(t, "POST", "/key/generate", map[string]any{"team_id": "squad"}), 200)["key"].(string)
-	call := func(key, model string) response {
-		return g.do(t, "POST", "/v1/chat/completions", `{"model":"`+model+`","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
-			"Authorization", "Bearer "+key, "Content-Type", "application/json")
-	}
+	call := func(key, model string) response { return chatAs(t, g, key, model) }
 	if r := call(k1, "pricey"); r.status != 200 {
 		t.Fatalf("first key within the team's cap: %d %s", r.status, r.body)
 	}

@@ -87,10 +87,7 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		return nil, notNative(d)
 	}
 	b, contentType := body.encode()
-	auth := d.auth
-	if auth == nil { // a deployment copied for client-side credentials
-		auth = authHeader(d)
-	}
+	auth := d.credentials()
 	h := make(http.Header, len(auth)+3)
 	maps.Copy(h, auth)
 	if stream {
@@ -123,6 +120,15 @@ func (p *openAI) do(ctx context.Context, d *Deployment, kind string, body *reqBo
 		responseTools(&r.usage, out)
 	}
 	return r, nil
+}
+
+// credentials is the credential header of d's calls, built once for the router's
+// deployments and here for a copy with client-side credentials. Callers must not change it.
+func (d *Deployment) credentials() http.Header {
+	if d.auth != nil {
+		return d.auth
+	}
+	return authHeader(d)
 }
 
 // authHeader is the credential header of d's calls to an OpenAI-compatible provider.

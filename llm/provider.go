@@ -148,7 +148,8 @@ func upstreamError(resp *http.Response) *UpstreamError {
 // upstreamErrorOf builds an *UpstreamError from an error answer's status, Retry-After
 // header and body.
 func upstreamErrorOf(status int, retryAfter string, body []byte) *UpstreamError {
-	e := &UpstreamError{Status: status, Message: errorMessage(body), Code: errorCode(body)}
+	e := &UpstreamError{Status: status}
+	e.Message, e.Code = errorDetails(body)
 	if retryAfter != "" {
 		if n, err := strconv.Atoi(retryAfter); err == nil {
 			e.RetryAfter = time.Duration(n) * time.Second
@@ -157,22 +158,39 @@ func upstreamErrorOf(status int, retryAfter string, body []byte) *UpstreamError 
 	return e
 }
 
-// errorCode extracts error.code (OpenAI), else error.type (Anthropic, and OpenAI's
-// broader class), from an error body; "" when it has neither as a string.
-func errorCode(b []byte) string {
+// errorDetails extracts error.message (OpenAI, Anthropic), else the body itself, and
+// error.code (OpenAI), else error.type (Anthropic, and OpenAI's broader class), from an
+// error body, decoding it once.
+func errorDetails(b []byte) (msg, code string) {
 	var v struct {
-		Error struct {
-			Code any    `json:"code"`
-			Type string `json:"type"`
-		} `json:"error"`
+		Error json.RawMessage `json:"error"`
 	}
-	if json.Unmarshal(b, &v) != nil {
-		return ""
+	if json.Unmarshal(b, &v) == nil && len(v.Error) > 0 {
+		var inner struct {
+			Message string `json:"message"`
+			Code    any    `json:"code"`
+			Type    any    `json:"type"`
+		}
+		if json.Unmarshal(v.Error, &inner) == nil {
+			if c, ok := inner.Code.(string); ok && c != "" {
+				code = c
+			} else if t, ok := inner.Type.(string); ok {
+				code = t
+			}
+			if inner.Message != "" {
+				return inner.Message, code
+			}
+		}
+		var s string
+		if json.Unmarshal(v.Error, &s) == nil {
+			return s, code
+		}
 	}
-	if c, ok := v.Error.Code.(string); ok && c != "" {
-		return c
+	s := strings.TrimSpace(string(b))
+	if len(s) > 500 {
+		s = s[:500]
 	}
-	return v.Error.Type
+	return s, code
 }
 
 // errClass sorts the refusals that have fallbacks of their own.
@@ -211,30 +229,6 @@ func classOf(err error) errClass {
 		}
 	}
 	return errOther
-}
-
-// errorMessage extracts error.message (OpenAI, Anthropic) from an error body.
-func errorMessage(b []byte) string {
-	var v struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(b, &v) == nil && len(v.Error) > 0 {
-		var inner struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(v.Error, &inner) == nil && inner.Message != "" {
-			return inner.Message
-		}
-		var s string
-		if json.Unmarshal(v.Error, &s) == nil {
-			return s
-		}
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 500 {
-		s = s[:500]
-	}
-	return s
 }
 
 // post sends a JSON body and returns the response, or an *UpstreamError for transport

@@ -233,7 +233,7 @@ func (s *Server) serveStoredResponse(w http.ResponseWriter, r *http.Request, sub
 	if err != nil {
 		return err
 	}
-	req.Header = authHeader(d)
+	req.Header = d.credentials().Clone()
 	injectTrace(ctx, req.Header)
 	resp, err := s.openai.tr.client.Do(req)
 	if err != nil {

@@ -320,6 +320,10 @@ var Paths = []string{
 	"/model/new", "/model/info", "/v1/model/info", "/model/update", "/model/delete", "/spend/logs",
 }
 
+// AdminPaths are the routes of Paths that only admins may call (model management); the
+// others are for any caller with a key.
+var AdminPaths = []string{"/model/new", "/model/update", "/model/delete"}
+
 // PathPrefixes lists the route subtrees the Server answers: stored responses
 // (/v1/responses/{id}, its input_items).
 var PathPrefixes = []string{"/v1/responses/", "/responses/"}

@@ -45,29 +45,13 @@ func memberID(teamID, userID string) string { return teamID + "/" + userID }
 // listed are created or updated (their spend kept), the owner's others deleted.
 func (db *DB) syncModelCaps(ctx context.Context, tx *sql.Tx, scope store.BudgetScope, ownerID string, caps map[string]store.ModelBudget) error {
 	prefix := store.ModelCapID(ownerID, "")
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM budgets WHERE scope = ? AND substr(id, 1, ?) = ?`, string(scope), len(prefix), prefix)
-	if err != nil {
+	keep := make([]string, 0, len(caps))
+	for model := range caps {
+		keep = append(keep, prefix+model)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM budgets WHERE scope = ? AND substr(id, 1, ?) = ?
+		AND id NOT IN (SELECT value FROM json_each(?))`, string(scope), len(prefix), prefix, mustJSON(keep)); err != nil {
 		return err
-	}
-	var stale []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		if _, ok := caps[strings.TrimPrefix(id, prefix)]; !ok {
-			stale = append(stale, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, id := range stale {
-		if err := deleteBudget(ctx, tx, scope, id); err != nil {
-			return err
-		}
 	}
 	for model, c := range caps {
 		limit := c.MaxBudget
