@@ -60,7 +60,7 @@ func parseAddr(s string) netip.Addr {
 		return netip.Addr{}
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
+		return ap.Addr().WithZone("").Unmap() // a zone would make prefix checks miss it
 	}
 	if host, _, err := net.SplitHostPort(s); err == nil {
 		s = host
